@@ -1,0 +1,58 @@
+"""Linli: the app factory. One place builds the app and wires every package."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, request
+
+from marketplace.config import ROOT, Settings
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the web app. ``config`` overrides settings read from the environment (tests)."""
+    settings = Settings.from_env()
+    overrides = dict(config or {})
+    for key in list(overrides):
+        if hasattr(settings, key):
+            setattr(settings, key, overrides.pop(key))
+    settings.extra.update(overrides)
+    settings.fill_defaults()
+
+    app = Flask(
+        __name__,
+        instance_path=str(Path(settings.INSTANCE_PATH).resolve()),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "marketplace" / "static"),
+    )
+    app.config.from_mapping(settings.as_flask_config())
+    app.config.setdefault("MAX_CONTENT_LENGTH", 8 * 1024 * 1024)
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from marketplace.extensions import babel, db, init_redis
+
+    db.init_app(app)
+    init_redis(app)
+    babel.init_app(
+        app,
+        locale_selector=_select_locale,
+        default_translation_directories=str(ROOT / "translations"),
+    )
+
+    from marketplace import wecom_setup, views
+
+    wecom_setup.init_app(app)
+    views.init_app(app)
+    return app
+
+
+def _select_locale() -> str:
+    """Chinese first; ``?lang=en`` or an English-preferring browser gets English."""
+    lang = request.args.get("lang") or request.cookies.get("lang")
+    if lang in ("zh_CN", "en"):
+        return lang
+    return request.accept_languages.best_match(["zh_CN", "zh", "en"], default="zh_CN").replace(
+        "zh", "zh_CN"
+    ).replace("zh_CN_CN", "zh_CN")

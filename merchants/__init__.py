@@ -1,0 +1,1 @@
+"""Merchants: stores, staff and WeCom members, enrolment and approval, channel codes, portal."""

@@ -1,0 +1,129 @@
+"""Merchant-side models: regions, merchants, stores and the WeCom members who serve them."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from marketplace.db import Base, utcnow
+
+# Cuisine taxonomy: code -> Chinese label (English labels live in the translations).
+CUISINES: dict[str, str] = {
+    "sichuan": "川菜",
+    "hunan": "湘菜",
+    "cantonese": "粤菜",
+    "dongbei": "东北菜",
+    "jiangzhe": "江浙菜",
+    "xibei": "西北菜",
+    "hotpot": "火锅",
+    "bbq": "烧烤",
+    "japanese": "日料",
+    "korean": "韩料",
+    "western": "西餐",
+    "fastfood": "快餐简餐",
+    "noodles": "面馆",
+    "dessert": "甜品饮品",
+}
+
+
+class RegionLevel(str, enum.Enum):
+    city = "city"
+    district = "district"
+    circle = "circle"  # 商圈 (business circle)
+
+
+class Region(Base):
+    """City → district → business circle; managers are scoped to regions."""
+
+    __tablename__ = "regions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    level: Mapped[RegionLevel] = mapped_column(Enum(RegionLevel, native_enum=False, length=16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+
+    parent: Mapped[Region | None] = relationship(remote_side=[id])
+
+    __table_args__ = (UniqueConstraint("parent_id", "name"),)
+
+
+class ReviewStatus(str, enum.Enum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    credit_code: Mapped[str] = mapped_column(String(18), unique=True)  # 统一社会信用代码
+    contact_mobile: Mapped[str] = mapped_column(String(11))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    stores: Mapped[list[Store]] = relationship(back_populates="merchant", order_by="Store.id")
+
+
+class Store(Base):
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(255))
+    circle_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+    cuisines: Mapped[list[str]] = mapped_column(JSON, default=list)  # codes from CUISINES
+    avg_spend_fen: Mapped[int] = mapped_column(default=0)
+    # {"mon": [["11:00","14:00"],["17:00","21:30"]], ...}; empty = always open
+    opening_hours: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[ReviewStatus] = mapped_column(
+        Enum(ReviewStatus, native_enum=False, length=16), default=ReviewStatus.pending, index=True
+    )
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime | None]
+    welcome_text: Mapped[str] = mapped_column(Text, default="")
+    welcome_template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("coupon_templates.id", use_alter=True, ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    merchant: Mapped[Merchant] = relationship(back_populates="stores")
+    circle: Mapped[Region] = relationship()
+    staff: Mapped[list[StoreMember]] = relationship(back_populates="store", cascade="all, delete-orphan")
+
+    __table_args__ = (CheckConstraint("avg_spend_fen >= 0", name="avg_spend_nonneg"),)
+
+
+class Member(Base):
+    """A WeCom corp member (staff account) as last synced from WeCom."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    userid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    # Members outside get_follow_user_list cannot hold customers (no contact-me codes).
+    can_hold_customers: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StoreMember(Base):
+    """A WeCom member serving a store; ``backup`` members take overflow past the daily cap."""
+
+    __tablename__ = "store_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    backup: Mapped[bool] = mapped_column(default=False)
+    daily_add_cap: Mapped[int | None]  # None = no cap
+    leaving: Mapped[bool] = mapped_column(default=False)
+
+    store: Mapped[Store] = relationship(back_populates="staff")
+    member: Mapped[Member] = relationship()
+
+    __table_args__ = (UniqueConstraint("store_id", "member_id"),)

@@ -1,0 +1,129 @@
+"""Shared fixtures.
+
+Database tests run on SQLite and, when ``TEST_DATABASE_URL`` is set (CI), on PostgreSQL too;
+queue tests use ``TEST_REDIS_URL`` (CI: a real redis-server) or an embedded redis-server.
+In CI a missing server is a failure, never a skip.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from marketplace import create_app
+from marketplace.all_models import metadata
+from marketplace.db import db
+from marketplace.embedded_redis import EmbeddedRedis
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_URL = os.environ.get("TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+if IN_CI and not (PG_URL and REDIS_URL):
+    raise pytest.UsageError("CI must export TEST_DATABASE_URL and TEST_REDIS_URL")
+
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    if REDIS_URL:
+        yield REDIS_URL
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+def _reset_schema(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        metadata.drop_all(conn)
+        metadata.create_all(conn)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory) -> dict[str, str]:
+    urls = {"sqlite": f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"}
+    if PG_URL:
+        urls["postgresql"] = PG_URL
+    for url in urls.values():
+        _reset_schema(url)
+    return urls
+
+
+def _truncate_all(url: str) -> None:
+    engine = db.engine
+    with engine.begin() as conn:
+        if url.startswith("postgresql"):
+            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+            if names:
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+def make_test_app(instance: Path, database_url: str, redis_url: str, **extra):
+    config = {
+        "TESTING": True,
+        "INSTANCE_PATH": str(instance),
+        "SECRET_KEY": "test-secret",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "WTF_CSRF_ENABLED": True,
+    }
+    config.update(extra)
+    return create_app(config)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def app(backend, database_urls, redis_url, tmp_path):
+    """A fresh app per test on each backend; tables and Redis are emptied afterwards."""
+    application = make_test_app(tmp_path / "instance", database_urls[backend], redis_url)
+    with application.app_context():
+        yield application
+        db.session.remove()
+        _truncate_all(database_urls[backend])
+    application.extensions["redis"].flushdb()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def redis_conn(app):
+    return app.extensions["redis"]
+
+
+class LiveServer:
+    """A WSGI app served over real HTTP on a loopback port, in a daemon thread."""
+
+    def __init__(self, wsgi_app, host: str = "127.0.0.1") -> None:
+        from werkzeug.serving import make_server
+
+        self.server = make_server(host, 0, wsgi_app, threaded=True)
+        self.url = f"http://{host}:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
