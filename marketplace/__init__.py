@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, request
+from flask import Flask
 
 from marketplace.config import ROOT, Settings
 
@@ -31,28 +31,22 @@ def create_app(config: dict | None = None) -> Flask:
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from marketplace.extensions import babel, db, init_redis
+    from marketplace import i18n
+    from marketplace.extensions import db, init_redis
 
     db.init_app(app)
     init_redis(app)
-    babel.init_app(
-        app,
-        locale_selector=_select_locale,
-        default_translation_directories=str(ROOT / "translations"),
-    )
+    i18n.init_app(app)
 
-    from marketplace import wecom_setup, views
+    from marketplace import auth, wecom_setup, views
 
     wecom_setup.init_app(app)
     views.init_app(app)
+    auth.init_app(app)  # after the blueprints: it exempts the WeCom callback from CSRF
+    _register_event_handlers()
     return app
 
 
-def _select_locale() -> str:
-    """Chinese first; ``?lang=en`` or an English-preferring browser gets English."""
-    lang = request.args.get("lang") or request.cookies.get("lang")
-    if lang in ("zh_CN", "en"):
-        return lang
-    return request.accept_languages.best_match(["zh_CN", "zh", "en"], default="zh_CN").replace(
-        "zh", "zh_CN"
-    ).replace("zh_CN_CN", "zh_CN")
+def _register_event_handlers() -> None:
+    """Domain modules subscribe to WeCom events on import (``wecom.events.registry``)."""
+    from marketplace import welcome  # noqa: F401

@@ -66,6 +66,9 @@ class EmbeddedRedis:
                 "--logfile", str(self.dir / "redis.log"),
             ],
             stdin=subprocess.DEVNULL,
+            # Its own session: a terminal's Ctrl-C must not kill Redis under the processes
+            # still using it; the owner stops it (``stop``) after they are gone.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

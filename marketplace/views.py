@@ -17,4 +17,11 @@ def healthz():
 
 
 def init_app(app: Flask) -> None:
+    from marketplace import admin
+    from merchants import views as merchant_views
+
     app.register_blueprint(bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(merchant_views.bp)
+    from merchants.channel_views import bp as channels_bp; app.register_blueprint(channels_bp)  # noqa: E702
+    from coupons.views import init_app as coupons_init_app; coupons_init_app(app)  # noqa: E702

@@ -114,15 +114,23 @@ def redis_conn(app):
 
 
 class LiveServer:
-    """A WSGI app served over real HTTP on a loopback port, in a daemon thread."""
+    """A WSGI app served over real HTTP on a loopback port, in a daemon thread.
 
-    def __init__(self, wsgi_app, host: str = "127.0.0.1") -> None:
+    ``wsgi_app`` may be None and set later (``server.app = ...``): two servers that must know
+    each other's URL (the app and the simulator) bind their ports first.
+    """
+
+    def __init__(self, wsgi_app=None, host: str = "127.0.0.1") -> None:
         from werkzeug.serving import make_server
 
-        self.server = make_server(host, 0, wsgi_app, threaded=True)
+        self.app = wsgi_app
+        self.server = make_server(host, 0, self._dispatch, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _dispatch(self, environ, start_response):
+        return self.app(environ, start_response)
 
     def stop(self) -> None:
         self.server.shutdown()
