@@ -1,0 +1,410 @@
+"""Coupon pages: templates (owner), the redemption desk (cashier or owner), the store dashboard.
+
+Thin views: parse a form, call ``coupons.services``, render. Every lookup is scoped to the
+signed-in user's merchant; another merchant's ids give 404.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from datetime import datetime, timezone
+
+import qrcode
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session as web_session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from sqlalchemy import select
+
+from coupons import services as svc
+from coupons.forms import CodeForm, ConfirmForm, ReverseForm, StatusForm, TemplateForm
+from coupons.models import Coupon, CouponKind, CouponTemplate, Redemption, TemplateStatus
+from marketplace.auth import require_role
+from marketplace.auth.models import Role
+from marketplace.db import db
+from marketplace.extensions import get_redis
+from marketplace.txn import transaction
+from merchants.models import Merchant, ReviewStatus, Store
+
+bp = Blueprint("coupons", __name__)
+
+DESK_ROLES = (Role.owner, Role.cashier)
+
+
+@bp.app_context_processor
+def _coupon_helpers() -> dict:
+    return {
+        "coupon_headline": svc.headline, "coupon_kind": svc.kind_label, "yuan": svc.yuan,
+        "coupon_status": svc.status_label, "weekdays_text": svc.weekdays_text,
+        "hours_text": svc.hours_text, "format_code": svc.format_code, "local_time": _local_time,
+    }
+
+
+def _local_time(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return dt.astimezone(svc.LOCAL_TZ).strftime(fmt) if dt else ""
+
+
+def _merchant_id() -> int:
+    if current_user.merchant_id is None:
+        abort(404)
+    return current_user.merchant_id
+
+
+def _my_stores() -> list[Store]:
+    return list(db.session.scalars(
+        select(Store).where(Store.merchant_id == _merchant_id()).order_by(Store.id)))
+
+
+def _my_template(template_id: int) -> CouponTemplate:
+    t = svc.get_template(db.session, _merchant_id(), template_id)
+    if t is None:
+        abort(404)
+    return t
+
+
+def _my_store(store_id: int) -> Store:
+    store = db.session.get(Store, store_id)
+    if store is None or store.merchant_id != _merchant_id():
+        abort(404)
+    return store
+
+
+# ------------------------------------------------------------------ templates
+
+
+@bp.get("/portal/coupons/")
+@require_role(Role.owner)
+def templates():
+    items = svc.list_templates(db.session, _merchant_id())
+    stats = {s.template_id: s for s in svc.template_stats(db.session, _merchant_id())}
+    return render_template("coupons/templates.html", templates=items, stats=stats, status_form=StatusForm())
+
+
+_FIELD_FOR = {
+    "value": None, "cap_fen": "cap", "min_spend_fen": "min_spend", "weekdays_mask": "weekdays",
+}
+
+
+def _spec_from(form: TemplateForm) -> svc.TemplateSpec:
+    kind = CouponKind(form.kind.data)
+    by_range = form.validity_mode.data != "days"
+    return svc.TemplateSpec(
+        name=form.name.data or "",
+        kind=kind,
+        value=(form.percent.data if kind == CouponKind.percent_off else form.amount.data) or 0,
+        cap_fen=form.cap.data,
+        min_spend_fen=form.min_spend.data or 0,
+        valid_from=form.valid_from.data if by_range else None,
+        valid_until=form.valid_until.data if by_range else None,
+        valid_days=None if by_range else (form.valid_days.data or 0),
+        weekdays_mask=sum(1 << d for d in set(form.weekdays.data or []) if 0 <= d < 7),
+        hours_start=form.hours_start.data,
+        hours_end=form.hours_end.data,
+        store_ids=list(form.store_ids.data or []),
+        total_stock=form.total_stock.data,
+        per_diner_limit=form.per_diner_limit.data or 0,
+        status=TemplateStatus(form.status.data),
+        description=form.description.data or "",
+    )
+
+
+def _fill(form: TemplateForm, t: CouponTemplate) -> None:
+    form.name.data, form.kind.data = t.name, t.kind.value
+    if t.kind == CouponKind.percent_off:
+        form.percent.data = t.value
+    else:
+        form.amount.data = t.value
+    form.cap.data, form.min_spend.data = t.cap_fen, t.min_spend_fen
+    form.validity_mode.data = "days" if t.valid_days else "range"
+    form.valid_from.data, form.valid_until.data, form.valid_days.data = t.valid_from, t.valid_until, t.valid_days
+    form.weekdays.data = [d for d in range(7) if t.weekdays_mask & (1 << d)]
+    form.hours_start.data, form.hours_end.data = t.hours_start, t.hours_end
+    form.store_ids.data = [s.id for s in t.stores]
+    form.total_stock.data, form.per_diner_limit.data = t.total_stock, t.per_diner_limit
+    form.status.data, form.description.data = t.status.value, t.description
+
+
+def _show_errors(form: TemplateForm, errors: dict) -> None:
+    for key, message in errors.items():
+        name = _FIELD_FOR.get(key, key)
+        if key == "value":
+            name = "percent" if form.kind.data == CouponKind.percent_off.value else "amount"
+        field = getattr(form, name, None)
+        if field is None or not hasattr(field, "errors"):
+            form.form_errors.append(str(message))
+            continue
+        field.errors = list(field.errors) + [str(message)]
+
+
+def _save(form: TemplateForm, template: CouponTemplate | None):
+    """Validate and save; returns the template, or None with errors on the form."""
+    if not form.validate_on_submit():
+        return None
+    try:
+        with transaction(db.session):
+            spec = _spec_from(form)
+            if template is None:
+                return svc.create_template(db.session, _merchant_id(), spec)
+            return svc.update_template(db.session, template, spec)
+    except svc.TemplateError as exc:
+        _show_errors(form, exc.errors)
+        return None
+
+
+@bp.route("/portal/coupons/new", methods=["GET", "POST"])
+@require_role(Role.owner)
+def new_template():
+    stores = _my_stores()
+    form = TemplateForm(stores=stores)
+    if request.method == "GET":
+        form.weekdays.data = list(range(7))
+        form.status.data = TemplateStatus.draft.value
+        form.per_diner_limit.data = 1
+    saved = _save(form, None)
+    if saved is not None:
+        flash(_("已创建优惠券“%(n)s”", n=saved.name))
+        return redirect(url_for("coupons.preview", template_id=saved.id))
+    return render_template("coupons/template_form.html", form=form, template=None), (
+        400 if request.method == "POST" else 200)
+
+
+@bp.route("/portal/coupons/<int:template_id>/edit", methods=["GET", "POST"])
+@require_role(Role.owner)
+def edit_template(template_id: int):
+    template = _my_template(template_id)
+    form = TemplateForm(stores=_my_stores())
+    if request.method == "GET":
+        _fill(form, template)
+    saved = _save(form, template)
+    if saved is not None:
+        flash(_("已保存"))
+        return redirect(url_for("coupons.preview", template_id=saved.id))
+    if request.method == "POST":
+        db.session.rollback()  # forget the failed edit; the form keeps what was typed
+        template = _my_template(template_id)
+    return render_template("coupons/template_form.html", form=form, template=template), (
+        400 if request.method == "POST" else 200)
+
+
+@bp.post("/portal/coupons/<int:template_id>/status")
+@require_role(Role.owner)
+def template_status(template_id: int):
+    template = _my_template(template_id)
+    form = StatusForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        with transaction(db.session):
+            svc.set_template_status(db.session, template, TemplateStatus(form.status.data))
+    except svc.TemplateError as exc:
+        flash(" ".join(str(m) for m in exc.errors.values()), "error")
+    return redirect(url_for("coupons.templates"))
+
+
+def qr_data_uri(text: str) -> str:
+    buf = io.BytesIO()
+    qrcode.make(text, box_size=6, border=2).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def desk_url(short_code: str) -> str:
+    """What a coupon's QR encodes: the desk page, so any phone camera lands on it."""
+    base = current_app.config.get("PUBLIC_BASE_URL", "").rstrip("/")
+    return f"{base}/desk/c/{short_code}"
+
+
+@bp.get("/portal/coupons/<int:template_id>/preview")
+@require_role(Role.owner)
+def preview(template_id: int):
+    template = _my_template(template_id)
+    merchant = db.session.get(Merchant, template.merchant_id)
+    sample = "0" * svc.CODE_LENGTH
+    return render_template(
+        "coupons/preview.html", template=template, merchant=merchant,
+        sample_code=sample, qr=qr_data_uri(desk_url(sample)),
+    )
+
+
+# ------------------------------------------------------------------ desk
+
+
+def _desk_store() -> Store:
+    """The till's store: a cashier's own; an owner's chosen one (remembered in the session)."""
+    if current_user.role == Role.cashier:
+        if current_user.store_id is None:
+            abort(404)
+        return _my_store(current_user.store_id)
+    wanted = request.values.get("store_id", type=int) or web_session.get("desk_store_id")
+    stores = [s for s in _my_stores() if s.status == ReviewStatus.approved] or _my_stores()
+    if not stores:
+        abort(404)
+    store = next((s for s in stores if s.id == wanted), stores[0])
+    web_session["desk_store_id"] = store.id
+    return store
+
+
+def _throttled_page(store: Store):
+    return render_template("coupons/desk.html", form=CodeForm(), store=store, stores=_desk_stores(),
+                           error=_("错误券码太多，请 10 分钟后再试")), 429
+
+
+def _desk_stores() -> list[Store]:
+    return _my_stores() if current_user.role == Role.owner else []
+
+
+def _not_found(store: Store, form: CodeForm | None = None):
+    svc.record_wrong_code(get_redis(), current_user.id, store.id)
+    return render_template("coupons/desk.html", form=form or CodeForm(), store=store, stores=_desk_stores(),
+                           error=_("没有找到这张券，请核对券码")), 404
+
+
+@bp.route("/desk", methods=["GET", "POST"])
+@require_role(*DESK_ROLES)
+def desk():
+    store = _desk_store()
+    form = CodeForm()
+    if form.validate_on_submit():
+        if svc.desk_throttled(get_redis(), current_user.id, store.id):
+            return _throttled_page(store)
+        code = svc.normalize_code(form.code.data)
+        if svc.find_coupon(db.session, code, _merchant_id()) is None:
+            return _not_found(store, form)
+        return redirect(url_for("coupons.desk_coupon", short_code=code))
+    recent = svc.recent_redemptions(db.session, _merchant_id(), store.id, limit=10)
+    return render_template("coupons/desk.html", form=form, store=store, stores=_desk_stores(), recent=recent)
+
+
+def _coupon_page(coupon: Coupon, store: Store, form: ConfirmForm, error: str | None = None, status: int = 200):
+    problem = error
+    if problem is None:
+        try:
+            svc.check_redeemable(db.session, coupon, store.id, datetime.now(timezone.utc))
+        except svc.RedemptionError as exc:
+            problem = exc.message
+    stores_text = "、".join(s.name for s in coupon.template.stores) or _("全部门店")
+    return render_template(
+        "coupons/desk_coupon.html", coupon=coupon, template=coupon.template, store=store, form=form,
+        problem=problem, holder=svc.mask_holder(coupon.holder_ref), stores_text=stores_text,
+    ), status
+
+
+@bp.route("/desk/c/<short_code>", methods=["GET", "POST"])
+@require_role(*DESK_ROLES)
+def desk_coupon(short_code: str):
+    store = _desk_store()
+    redis = get_redis()
+    if svc.desk_throttled(redis, current_user.id, store.id):
+        return _throttled_page(store)
+    coupon = svc.find_coupon(db.session, short_code, _merchant_id())
+    if coupon is None:
+        return _not_found(store)
+    form = ConfirmForm()
+    if request.method == "GET":
+        form.idempotency_key.data = uuid.uuid4().hex
+        form.store_id.data = store.id
+        return _coupon_page(coupon, store, form)
+    if not form.validate_on_submit():
+        return _coupon_page(coupon, store, form, status=400)
+    code = coupon.short_code
+    try:
+        with transaction(db.session):
+            result = svc.redeem(db.session, code, store.id, current_user.id, form.bill.data,
+                                form.idempotency_key.data, merchant_id=_merchant_id())
+    except svc.RedemptionError as exc:
+        coupon = svc.find_coupon(db.session, code, _merchant_id())
+        form.idempotency_key.data = uuid.uuid4().hex  # a fresh attempt after fixing the input
+        return _coupon_page(coupon, store, form, error=exc.message, status=409)
+    return redirect(url_for("coupons.desk_result", redemption_id=result.redemption_id))
+
+
+def _my_redemption(redemption_id: int):
+    row = db.session.execute(
+        select(Redemption, Coupon, CouponTemplate, Store)
+        .join(Coupon, Coupon.id == Redemption.coupon_id)
+        .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+        .join(Store, Store.id == Redemption.store_id)
+        .where(Redemption.id == redemption_id, CouponTemplate.merchant_id == _merchant_id())
+    ).first()
+    if row is None:
+        abort(404)
+    if current_user.role == Role.cashier and row[0].store_id != current_user.store_id:
+        abort(404)
+    return row
+
+
+@bp.get("/desk/r/<int:redemption_id>")
+@require_role(*DESK_ROLES)
+def desk_result(redemption_id: int):
+    red, coupon, template, store = _my_redemption(redemption_id)
+    reversible = current_user.role == Role.owner and svc.can_reverse(red)
+    return render_template("coupons/desk_result.html", red=red, coupon=coupon, template=template,
+                           store=store, reversible=reversible, form=ReverseForm())
+
+
+@bp.post("/desk/r/<int:redemption_id>/reverse")
+@require_role(Role.owner)
+def reverse(redemption_id: int):
+    red, *_rest = _my_redemption(redemption_id)
+    form = ReverseForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        with transaction(db.session):
+            svc.reverse(db.session, red.id, current_user, reason=form.reason.data or "")
+    except svc.ReversalError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(_("已撤销核销，券已退回顾客"))
+    return redirect(url_for("coupons.desk_result", redemption_id=redemption_id))
+
+
+# ------------------------------------------------------------------ dashboard
+
+
+def _channel_contacts(store_id: int) -> list[tuple[str, int]] | None:
+    """Contacts by channel from the channels package, if it's there (two queries)."""
+    try:
+        from merchants.channels import channel_counts, store_channels
+    except ImportError:
+        return None
+    counts = channel_counts(db.session, store_id)
+    return [(c.name, counts.get(c.id, 0)) for c in store_channels(db.session, store_id, active_only=False)]
+
+
+@bp.get("/portal/dashboard")
+@bp.get("/portal/stores/<int:store_id>/dashboard")
+@require_role(Role.owner)
+def dashboard(store_id: int | None = None):
+    store = _my_store(store_id) if store_id is not None else None
+    mid = _merchant_id()
+    stats = svc.template_stats(db.session, mid, store_id)
+    totals = {
+        "issued": sum(s.issued for s in stats), "redeemed": sum(s.redeemed for s in stats),
+        "discount_fen": sum(s.discount_fen for s in stats), "bill_fen": sum(s.bill_fen for s in stats),
+    }
+    totals["rate"] = totals["redeemed"] / totals["issued"] if totals["issued"] else 0.0
+    return render_template(
+        "coupons/dashboard.html", store=store, stores=_my_stores(), stats=stats, totals=totals,
+        days=svc.daily_stats(db.session, mid, store_id),
+        channels=_channel_contacts(store_id) if store_id is not None else None,
+    )
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)
+    try:
+        from merchants.views import register_store_link
+    except ImportError:
+        return
+    register_store_link("coupons.dashboard", _l("经营看板"))
