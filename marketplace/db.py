@@ -27,8 +27,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-
-
 class TZDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone)."""
 
@@ -38,6 +36,8 @@ class TZDateTime(TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is None:
             raise ValueError("naive datetime: store aware UTC datetimes")
+        if value is not None:
+            value = value.astimezone(timezone.utc)
         return value
 
     def process_result_value(self, value, dialect):

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -198,17 +199,18 @@ def test_run_starts_and_stops_cleanly(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    # Read the output as it comes: the banner is the supervisor's "ready" signal, printed
+    # once its own health checks pass (which may be a moment after ours).
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"linli run exited early:\n{proc.stdout.read()}"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "web app never answered /healthz"
+        while "Ctrl-C stops everything" not in "".join(lines):
+            assert proc.poll() is None, "linli run exited early:\n" + "".join(lines)
+            assert time.monotonic() < deadline, "linli run never printed its banner"
             time.sleep(0.3)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{sim_port}/phone/", timeout=5).status_code == 200
 
         redis_pid = int((tmp_path / "instance" / "redis.pid").read_text())
@@ -217,11 +219,15 @@ def test_run_starts_and_stops_cleanly(tmp_path):
         assert len(tree) >= 4  # redis, simulator, worker, gunicorn (+ its worker)
 
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        output = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        reader.join(timeout=10)
+        proc.stdout.close()
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
     assert f"http://127.0.0.1:{sim_port}/phone/" in output
