@@ -146,7 +146,7 @@ class Coupon(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     template_id: Mapped[int] = mapped_column(ForeignKey("coupon_templates.id"), index=True)
-    resident_id: Mapped[int | None] = mapped_column(index=True)
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id"), index=True)
     holder_ref: Mapped[str] = mapped_column(String(128), index=True)
     holder_seq: Mapped[int] = mapped_column(default=1)
     short_code: Mapped[str] = mapped_column(String(16), unique=True)

@@ -1,0 +1,1 @@
+"""Diners ("residents"): WeCom relationships, taste profile and tags, mobile pages, handovers."""

@@ -1,0 +1,96 @@
+"""The taste profile: evidence (signals) per cuisine, each with a source and a weight that
+halves every ``HALF_LIFE_DAYS``. The profile is computed on read, so decay needs no job."""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from marketplace.db import utcnow
+from marketplace.residents.models import SignalSource, TasteSignal
+from merchants.models import CUISINES
+
+HALF_LIFE_DAYS = 90.0
+# How much one piece of evidence says, by source: an answer in the survey is the diner's
+# own word; a redemption is money spent; a scan is a single visit; staff tags are hearsay.
+SOURCE_WEIGHTS: dict[SignalSource, float] = {
+    SignalSource.survey: 3.0,
+    SignalSource.redeem: 2.0,
+    SignalSource.scan: 1.0,
+    SignalSource.staff_tag: 1.5,
+}
+# A cuisine counts as a preference (and gets a WeCom tag) at this decayed score.
+PREFERENCE_THRESHOLD = 0.75
+
+
+def record_signal(
+    session: Session,
+    resident_id: int,
+    cuisine: str,
+    source: SignalSource,
+    ref: str = "",
+    weight: float | None = None,
+    at: datetime | None = None,
+) -> TasteSignal:
+    """Add one piece of evidence, or refresh it when the same (source, ref) recurs.
+
+    Idempotent per (resident, cuisine, source, ref): a retried callback or a second scan of
+    the same store refreshes ``observed_at`` instead of counting twice. The caller commits
+    and then sends ``signals.taste_changed``.
+    """
+    if cuisine not in CUISINES:
+        raise ValueError(f"unknown cuisine {cuisine!r}")
+    at = at or utcnow()
+    weight = SOURCE_WEIGHTS[source] if weight is None else weight
+    signal = session.scalar(
+        select(TasteSignal).where(
+            TasteSignal.resident_id == resident_id,
+            TasteSignal.cuisine == cuisine,
+            TasteSignal.source == source,
+            TasteSignal.ref == ref,
+        )
+    )
+    if signal is None:
+        signal = TasteSignal(
+            resident_id=resident_id, cuisine=cuisine, source=source, ref=ref, weight=weight, observed_at=at
+        )
+        session.add(signal)
+        session.flush()
+    else:
+        signal.weight = weight
+        signal.observed_at = max(signal.observed_at, at)
+    return signal
+
+
+def clear_signals(session: Session, resident_id: int, source: SignalSource, keep_refs: set[str] | None = None) -> int:
+    """Drop a resident's signals of one source (the survey re-answered, staff untagged)."""
+    rows = session.scalars(
+        select(TasteSignal).where(TasteSignal.resident_id == resident_id, TasteSignal.source == source)
+    ).all()
+    dropped = 0
+    for row in rows:
+        if keep_refs is None or f"{row.cuisine}|{row.ref}" not in keep_refs:
+            session.delete(row)
+            dropped += 1
+    return dropped
+
+
+def decayed(weight: float, observed_at: datetime, now: datetime) -> float:
+    age_days = max((now - observed_at).total_seconds(), 0.0) / 86400.0
+    return weight * math.pow(0.5, age_days / HALF_LIFE_DAYS)
+
+
+def profile(session: Session, resident_id: int, now: datetime | None = None) -> dict[str, float]:
+    """Cuisine → decayed score, highest first."""
+    now = now or utcnow()
+    scores: dict[str, float] = {}
+    for signal in session.scalars(select(TasteSignal).where(TasteSignal.resident_id == resident_id)):
+        scores[signal.cuisine] = scores.get(signal.cuisine, 0.0) + decayed(signal.weight, signal.observed_at, now)
+    return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def preferred_cuisines(session: Session, resident_id: int, now: datetime | None = None) -> list[str]:
+    """The cuisines a resident is said to like (for tags and targeting)."""
+    return [c for c, score in profile(session, resident_id, now).items() if score >= PREFERENCE_THRESHOLD]
