@@ -6,9 +6,12 @@ Services take a ``Session`` and never commit; the caller owns the transaction
 from __future__ import annotations
 
 import os
+import threading
 from datetime import datetime, timezone
 from typing import Annotated
 
+from flask import has_app_context
+from flask.globals import app_ctx
 from sqlalchemy import DateTime, MetaData, String, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
@@ -65,7 +68,7 @@ class Database:
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self._factory = sessionmaker(expire_on_commit=False)
-        self.session: scoped_session[Session] = scoped_session(self._factory)
+        self.session: scoped_session[Session] = scoped_session(self._factory, scopefunc=_scope)
         self._pid = os.getpid()
 
     def init_app(self, app) -> None:
@@ -98,6 +101,15 @@ class Database:
         if self.engine is not None and os.getpid() != self._pid:
             self.engine.dispose(close=False)
             self._pid = os.getpid()
+
+
+def _scope() -> int:
+    """One session per app context (as Flask-SQLAlchemy does), else per thread: a job run
+    inside a test or CLI command gets its own app context, hence its own session and
+    transaction, instead of inheriting whatever the caller left open."""
+    if has_app_context():
+        return id(app_ctx._get_current_object())
+    return threading.get_ident()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
