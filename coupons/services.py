@@ -27,6 +27,7 @@ from coupons.models import (
     RedemptionReversal,
     TemplateStatus,
 )
+from coupons.signals import coupon_redeemed, send_after_commit
 from marketplace.auth.models import Role, User
 from merchants.models import Store
 
@@ -583,6 +584,8 @@ def redeem(
     session.add(red)
     session.flush()  # the partial unique index on live redemptions is the second lock
     session.refresh(coupon)
+    send_after_commit(session, coupon_redeemed, coupon_id=coupon.id, redemption_id=red.id, store_id=store_id,
+                      resident_id=coupon.resident_id)
     return _result(red, coupon, replayed=False)
 
 
