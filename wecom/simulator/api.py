@@ -57,10 +57,27 @@ def _request_data() -> dict[str, Any]:
     return data
 
 
+# APIs WeCom limits by concurrent calls per corp (45033 beyond): path -> settings knob.
+CONCURRENCY_LIMITS = {"externalcontact/mark_tag": "tag_concurrency"}
+
+
 @bp.route("/<path:api_path>", methods=["GET", "POST"])
 def dispatch(api_path: str) -> Response:
     sim = _sim()
     api_path = api_path.strip("/")
+    knob = CONCURRENCY_LIMITS.get(api_path)
+    if knob is None:
+        return _call(sim, api_path)
+    limit = int(getattr(sim.settings, knob))
+    if not sim.in_flight.enter(api_path, limit):
+        return _error(45033, f"more than {limit} concurrent calls")
+    try:
+        return _call(sim, api_path)
+    finally:
+        sim.in_flight.leave(api_path)
+
+
+def _call(sim, api_path: str) -> Response:
     fault = sim.faults.take(api_path)
     if fault:
         if fault.get("latency_ms"):

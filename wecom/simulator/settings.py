@@ -31,6 +31,7 @@ MUTABLE = (
     "callback_timeout",
     "callback_tries",
     "callback_retry_delay",
+    "tag_concurrency",
 )
 
 
@@ -52,6 +53,8 @@ class Settings:
     callback_timeout: float = 5.0
     callback_tries: int = 3
     callback_retry_delay: float = 1.0
+    # mark_tag calls in flight at once before WeCom answers 45033 (0: every call does)
+    tag_concurrency: int = 3
     faults: list[dict] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
@@ -89,6 +92,7 @@ ENV_NAMES = {
     "callback_timeout": "WECOM_SIM_CALLBACK_TIMEOUT",
     "callback_tries": "WECOM_SIM_CALLBACK_TRIES",
     "callback_retry_delay": "WECOM_SIM_CALLBACK_RETRY_DELAY",
+    "tag_concurrency": "WECOM_SIM_TAG_CONCURRENCY",
     "faults": "WECOM_SIM_FAULTS",
 }
 

@@ -64,6 +64,26 @@ class Faults:
         return None
 
 
+class InFlight:
+    """Calls of one API running right now, for WeCom's per-corp concurrency limit (45033)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def enter(self, path: str, limit: int) -> bool:
+        """Count one more call of ``path``; False (not counted) when ``limit`` already run."""
+        with self._lock:
+            if self._counts.get(path, 0) >= limit:
+                return False
+            self._counts[path] = self._counts.get(path, 0) + 1
+            return True
+
+    def leave(self, path: str) -> None:
+        with self._lock:
+            self._counts[path] = max(0, self._counts.get(path, 0) - 1)
+
+
 class Sim:
     def __init__(self, settings: Settings, clock: Callable[[], float] | None = None) -> None:
         self.settings = settings
@@ -77,6 +97,7 @@ class Sim:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.faults = Faults()
+        self.in_flight = InFlight()
         for spec in settings.faults:
             self.faults.add(spec)
         self.write_lock = threading.RLock()  # SQLite: one writer at a time, no lock errors
