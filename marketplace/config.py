@@ -17,7 +17,11 @@ from wecom.defaults import (  # noqa: E402
     DEMO_CALLBACK_TOKEN,
     DEMO_CONTACT_SECRET,
     DEMO_CORP_ID,
+    DEMO_OA_APPID,
+    DEMO_OA_SECRET,
     REAL_API_BASE as REAL_WECOM_API_BASE,
+    REAL_OA_API_BASE,
+    REAL_OA_AUTHORIZE_URL,
 )
 
 
@@ -65,6 +69,15 @@ class Settings:
     WECOM_CALLBACK_MAX_BYTES: int = 64 * 1024
     # How long a callback digest is remembered to drop WeCom's retries.
     WECOM_CALLBACK_DEDUPE_TTL: int = 24 * 3600
+    # Tag writes (mark_tag) in flight at once across all processes, below WeCom's 45033 limit,
+    # and how long a crashed process may hold a slot (seconds).
+    WECOM_TAG_CONCURRENCY: int = 2
+    WECOM_TAG_LEASE: float = 60.0
+    # WeChat official account (公众号) web OAuth: who opened a diner page from a mass message.
+    WECHAT_OA_APPID: str = DEMO_OA_APPID
+    WECHAT_OA_SECRET: str = DEMO_OA_SECRET
+    WECHAT_OA_API_BASE: str = REAL_OA_API_BASE
+    WECHAT_OA_AUTHORIZE_URL: str = REAL_OA_AUTHORIZE_URL
     BABEL_DEFAULT_LOCALE: str = "zh_CN"
     SESSION_COOKIE_SECURE: bool = False
     TESTING: bool = False
@@ -99,6 +112,8 @@ class Settings:
             self.DATABASE_URL = f"sqlite:///{instance / 'linli.db'}"
         if not self.WECOM_API_BASE.endswith("/"):
             self.WECOM_API_BASE += "/"
+        if not self.WECHAT_OA_API_BASE.endswith("/"):
+            self.WECHAT_OA_API_BASE += "/"
 
     def as_flask_config(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}

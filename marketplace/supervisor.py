@@ -49,6 +49,9 @@ class Supervisor:
         env.setdefault("PUBLIC_BASE_URL", f"http://{self.host}:{self.port}")
         env.setdefault("WECOM_API_BASE", f"http://{self.host}:{self.sim_port}/cgi-bin/")
         env.setdefault("WECOM_SIM_PUBLIC_URL", f"http://{self.host}:{self.sim_port}")
+        # WeChat web OAuth for diner pages: the simulator's phone view plays WeChat too.
+        env.setdefault("WECHAT_OA_API_BASE", f"http://{self.host}:{self.sim_port}/")
+        env.setdefault("WECHAT_OA_AUTHORIZE_URL", f"http://{self.host}:{self.sim_port}/connect/oauth2/authorize")
         env.setdefault("PYTHONUNBUFFERED", "1")
         if not env.get("REDIS_URL"):
             self.redis = EmbeddedRedis(settings.INSTANCE_PATH)
@@ -148,6 +151,10 @@ class Supervisor:
             f"  Redis      {env['REDIS_URL']}\n",
             flush=True,
         )
+        if self.seed:
+            from marketplace.demo import banner_lines
+
+            print("".join(f"  {line}\n" for line in banner_lines()), flush=True)
 
     def stop_all(self) -> None:
         """SIGTERM each child's process group (web and worker first), wait, then SIGKILL."""

@@ -56,6 +56,8 @@ def stack(tmp_path_factory, database_urls, redis_url):
         database_urls[backend],
         redis_url,
         WECOM_API_BASE=f"{sim_server.url}/cgi-bin/",
+        WECHAT_OA_API_BASE=f"{sim_server.url}/",
+        WECHAT_OA_AUTHORIZE_URL=f"{sim_server.url}/connect/oauth2/authorize",
         PUBLIC_BASE_URL=app_server.url,
     )
     app_server.app = app

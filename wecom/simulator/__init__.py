@@ -20,7 +20,8 @@ _NO_SETTLE = ("/qr/", "/avatar/")
 def create_simulator_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
     app = Flask(__name__, instance_path=config.get("INSTANCE_PATH") or os.path.abspath("instance"))
-    app.config.update(SECRET_KEY=config.get("SECRET_KEY", "wecom-simulator"), BABEL_DEFAULT_LOCALE="zh")
+    app.config.update(SECRET_KEY=config.get("SECRET_KEY", "wecom-simulator"), BABEL_DEFAULT_LOCALE="zh",
+                      SESSION_COOKIE_NAME="wecom_sim_session")  # cookies ignore ports: not the app's
     app.config.update(config)
     os.makedirs(app.instance_path, exist_ok=True)
     settings = load_settings(config, app.instance_path)
@@ -41,6 +42,9 @@ def create_simulator_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(pages.bp)
+    from wecom.simulator import oauth
+
+    oauth.init_app(app)  # WeChat web OAuth (open.weixin.qq.com / api.weixin.qq.com stand-ins)
 
     @app.before_request
     def settle() -> None:

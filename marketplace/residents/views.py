@@ -1,0 +1,375 @@
+"""Diner mobile pages under /m/: my coupons, a coupon to show at the till, the taste survey,
+"quiet me", a store's page, and the WeChat OAuth callback.
+
+Who the diner is comes from ``identity`` (personal link token or WeChat OAuth); every
+coupon lookup is "by code *and* this diner", so another diner's code is a 404.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import session as web_session
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from wtforms import IntegerField, RadioField, SelectChoice, SelectMultipleField
+from wtforms.validators import InputRequired, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from coupons import services as coupon_svc
+from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
+from coupons.views import desk_url, qr_data_uri
+from marketplace.db import db
+from marketplace.residents import identity, preferences
+from marketplace.residents.signals import taste_changed
+from marketplace.txn import transaction
+from merchants.models import CUISINES, Merchant, ReviewStatus, Store
+from wecom.oauth import WeChatOAuthError
+
+bp = Blueprint("residents", __name__, url_prefix="/m")
+
+SPICE_LABELS = {0: _l("不吃辣"), 1: _l("微辣"), 2: _l("中辣"), 3: _l("特辣")}
+DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+POLL_SECONDS = 4
+
+
+@bp.before_request
+def _personal_link():
+    return identity.consume_link_token()
+
+
+@bp.context_processor
+def _diner_helpers() -> dict:
+    return {
+        "cuisine_label": lambda code: _(CUISINES[code]) if code in CUISINES else code,
+        "spice_label": lambda level: str(SPICE_LABELS.get(level, "")),
+        "diner": g.get("resident"),
+    }
+
+
+# ---------------------------------------------------------------- coupons
+
+
+class Shelf(str, enum.Enum):
+    """The tabs of "my coupons"."""
+
+    valid = "valid"
+    used = "used"
+    expired = "expired"
+
+
+SHELF_LABELS = {Shelf.valid: _l("未使用"), Shelf.used: _l("已使用"), Shelf.expired: _l("已过期")}
+
+
+def shelf_of(coupon: Coupon, now: datetime) -> Shelf:
+    """Where a coupon sits for its holder: an issued coupon past its end is expired even
+    before a sweep flips its status."""
+    if coupon.status == CouponStatus.redeemed:
+        return Shelf.used
+    if coupon.status == CouponStatus.issued and now < coupon.valid_until:
+        return Shelf.valid
+    return Shelf.expired
+
+
+def status_label(coupon: Coupon, now: datetime) -> str:
+    if coupon.status == CouponStatus.void:
+        return _("已作废")
+    return str(SHELF_LABELS[shelf_of(coupon, now)])
+
+
+@dataclass
+class CouponView:
+    coupon: Coupon
+    merchant: Merchant
+    stores: list[Store]
+    shelf: Shelf
+    label: str
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _stores_for(templates: list[CouponTemplate]) -> dict[int, list[Store]]:
+    """Where each template can be used: its own stores, or every approved store of the
+    merchant when it names none. Two queries whatever the number of coupons."""
+    merchant_ids = {t.merchant_id for t in templates if not t.stores}
+    by_merchant: dict[int, list[Store]] = {}
+    if merchant_ids:
+        rows = db.session.scalars(
+            select(Store)
+            .where(Store.merchant_id.in_(merchant_ids), Store.status == ReviewStatus.approved)
+            .order_by(Store.id)
+        )
+        for store in rows:
+            by_merchant.setdefault(store.merchant_id, []).append(store)
+    return {t.id: list(t.stores) or by_merchant.get(t.merchant_id, []) for t in templates}
+
+
+def _views(coupons: list[Coupon], now: datetime) -> list[CouponView]:
+    templates = list({c.template_id: c.template for c in coupons}.values())
+    merchants = {
+        m.id: m
+        for m in db.session.scalars(select(Merchant).where(Merchant.id.in_({t.merchant_id for t in templates})))
+    } if templates else {}
+    stores = _stores_for(templates)
+    return [
+        CouponView(c, merchants[c.template.merchant_id], stores[c.template_id], shelf_of(c, now), status_label(c, now))
+        for c in coupons
+    ]
+
+
+def _my_coupon(short_code: str) -> Coupon:
+    """A coupon by code *and* holder: anyone else's code is a 404, like a made-up one."""
+    coupon = db.session.scalar(
+        select(Coupon)
+        .where(Coupon.short_code == coupon_svc.normalize_code(short_code), Coupon.resident_id == g.resident.id)
+        .options(selectinload(Coupon.template).selectinload(CouponTemplate.stores))
+    )
+    if coupon is None:
+        abort(404)
+    return coupon
+
+
+@bp.get("/")
+@identity.require_resident
+def my_coupons():
+    try:
+        shelf = Shelf(request.args.get("tab", Shelf.valid.value))
+    except ValueError:
+        shelf = Shelf.valid
+    now = _now()
+    coupons = list(
+        db.session.scalars(
+            select(Coupon)
+            .where(Coupon.resident_id == g.resident.id)
+            .options(selectinload(Coupon.template).selectinload(CouponTemplate.stores))
+        )
+    )
+    views = _views(coupons, now)
+    counts = {s: sum(1 for v in views if v.shelf == s) for s in Shelf}
+    shown = [v for v in views if v.shelf == shelf]
+    if shelf == Shelf.valid:
+        shown.sort(key=lambda v: v.coupon.valid_until)  # ending soonest first
+    elif shelf == Shelf.used:
+        shown.sort(key=lambda v: v.coupon.redeemed_at or v.coupon.issued_at, reverse=True)
+    else:
+        shown.sort(key=lambda v: v.coupon.valid_until, reverse=True)
+    return render_template(
+        "residents/coupons.html", shelf=shelf, shelves=list(Shelf), shelf_labels=SHELF_LABELS, counts=counts,
+        items=shown,
+    )
+
+
+@bp.get("/c/<short_code>")
+@identity.require_resident
+def coupon(short_code: str):
+    c = _my_coupon(short_code)
+    if c.short_code != short_code:  # typed with dashes or lower case: one canonical URL
+        return redirect(url_for(".coupon", short_code=c.short_code))
+    now = _now()
+    (view,) = _views([c], now)
+    qr = qr_data_uri(desk_url(c.short_code)) if view.shelf == Shelf.valid else None
+    return render_template(
+        "residents/coupon.html", item=view, qr=qr, poll=view.shelf == Shelf.valid, poll_seconds=POLL_SECONDS,
+        min_spend=coupon_svc.yuan(c.template.min_spend_fen) if c.template.min_spend_fen else None,
+        redeemed_store=db.session.get(Store, c.redeemed_store_id) if c.redeemed_store_id else None,
+    )
+
+
+@bp.get("/c/<short_code>/status")
+def coupon_status(short_code: str):
+    """What the coupon page polls (cheap: one indexed row). 401 without a diner, 404 for
+    anyone else's coupon."""
+    resident = identity.active_resident(db.session, identity.current_resident_id())
+    if resident is None:
+        return jsonify(error="unknown diner"), 401
+    g.resident = resident
+    c = _my_coupon(short_code)
+    now = _now()
+    response = jsonify(
+        code=c.short_code, status=shelf_of(c, now).value, label=status_label(c, now),
+        redeemed_at=c.redeemed_at.isoformat() if c.redeemed_at else None,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# ---------------------------------------------------------------- taste survey
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class SurveyForm(FlaskForm):
+    cuisines = MultiCheckboxField(_l("爱吃的菜系（可多选）"))
+    spice_level = RadioField(
+        _l("能吃多辣"), choices=[SelectChoice(str(k), v) for k, v in SPICE_LABELS.items()], validators=[Optional()]
+    )
+    budget = IntegerField(
+        _l("平时人均消费（元）"), validators=[Optional(), NumberRange(0, preferences.MAX_BUDGET_FEN // 100)]
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cuisines.choices = [SelectChoice(code, _(label)) for code, label in CUISINES.items()]
+
+
+@bp.route("/taste", methods=["GET", "POST"])
+@identity.require_resident
+def taste():
+    resident = g.resident
+    form = SurveyForm()
+    if request.method == "GET":
+        answers = preferences.survey_answers(db.session, resident)
+        form.cuisines.data = answers.cuisines
+        form.spice_level.data = None if answers.spice_level is None else str(answers.spice_level)
+        form.budget.data = None if answers.budget_fen is None else answers.budget_fen // 100
+    elif form.validate_on_submit():
+        answers = preferences.SurveyAnswers(
+            cuisines=list(form.cuisines.data or []),
+            spice_level=int(form.spice_level.data) if form.spice_level.data not in (None, "", "None") else None,
+            budget_fen=form.budget.data * 100 if form.budget.data is not None else None,
+        )
+        with transaction(db.session):
+            changed = preferences.save_survey(db.session, resident, answers)
+        if changed:
+            taste_changed.send(current_app._get_current_object(), resident_id=resident.id)
+        flash(_("已保存，谢谢！我们会按你的口味推荐"), "ok")
+        return redirect(url_for(".taste"))
+    summary = preferences.taste_summary(db.session, resident)
+    status = 400 if request.method == "POST" else 200
+    return render_template("residents/taste.html", form=form, summary=summary), status
+
+
+# ---------------------------------------------------------------- quiet me
+
+
+class QuietForm(FlaskForm):
+    mode = RadioField(
+        _l("营销消息"),
+        choices=[
+            SelectChoice(preferences.QuietMode.all.value, _l("照常接收")),
+            SelectChoice(preferences.QuietMode.capped.value, _l("每月最多几条")),
+            SelectChoice(preferences.QuietMode.off.value, _l("不再接收优惠推送")),
+        ],
+        validators=[InputRequired()],
+    )
+    cap = IntegerField(_l("每月最多（条）"), validators=[Optional(), NumberRange(1, preferences.MAX_MONTHLY_CAP)])
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        if ok and self.mode.data == preferences.QuietMode.capped.value and self.cap.data is None:
+            self.cap.errors = [*self.cap.errors, _("请填写每月最多接收几条")]
+            return False
+        return ok
+
+
+@bp.route("/quiet", methods=["GET", "POST"])
+@identity.require_resident
+def quiet():
+    resident = g.resident
+    form = QuietForm()
+    if request.method == "GET":
+        form.mode.data = preferences.quiet_mode(resident).value
+        form.cap.data = resident.monthly_cap
+    elif form.validate_on_submit():
+        with transaction(db.session):
+            preferences.set_quiet(db.session, resident, preferences.QuietMode(form.mode.data), form.cap.data)
+        flash(_("已保存"), "ok")
+        return redirect(url_for(".quiet"))
+    return render_template("residents/quiet.html", form=form), 400 if request.method == "POST" else 200
+
+
+# ---------------------------------------------------------------- store page
+
+
+def _hours_rows(opening_hours: dict) -> list[tuple[str, str]]:
+    """[(day label, "11:00-14:00 17:00-21:30")], consecutive days with equal hours merged."""
+    labels = coupon_svc.WEEKDAY_LABELS
+    rows: list[tuple[int, int, str]] = []
+    for i, key in enumerate(DAY_KEYS):
+        ranges = opening_hours.get(key) or []
+        text = " ".join(f"{a}-{b}" for a, b in ranges) or _("休息")
+        if rows and rows[-1][2] == text and rows[-1][1] == i - 1:
+            rows[-1] = (rows[-1][0], i, text)
+        else:
+            rows.append((i, i, text))
+    return [(str(labels[a]) if a == b else _("%(a)s至%(b)s", a=labels[a], b=labels[b]), text) for a, b, text in rows]
+
+
+def _offers(store: Store, today) -> list[CouponTemplate]:
+    """The merchant's active templates usable at this store and not past their end date."""
+    templates = db.session.scalars(
+        select(CouponTemplate)
+        .where(CouponTemplate.merchant_id == store.merchant_id, CouponTemplate.status == TemplateStatus.active)
+        .options(selectinload(CouponTemplate.stores))
+        .order_by(CouponTemplate.id)
+    )
+    return [
+        t for t in templates
+        if (not t.stores or store.id in {s.id for s in t.stores}) and (t.valid_until is None or t.valid_until >= today)
+    ]
+
+
+@bp.get("/s/<int:store_id>")
+def store(store_id: int):
+    """A store's page, for anyone (it is shared and forwarded); a known diner also sees the
+    coupons they hold here."""
+    s = db.session.get(Store, store_id)
+    if s is None or s.status != ReviewStatus.approved:
+        abort(404)
+    now = _now()
+    offers = _offers(s, now.astimezone(coupon_svc.LOCAL_TZ).date())
+    resident = identity.active_resident(db.session, identity.current_resident_id())
+    mine: list[CouponView] = []
+    if resident is not None:
+        held = db.session.scalars(
+            select(Coupon)
+            .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+            .where(Coupon.resident_id == resident.id, CouponTemplate.merchant_id == s.merchant_id)
+            .options(selectinload(Coupon.template).selectinload(CouponTemplate.stores))
+        )
+        mine = [v for v in _views(list(held), now) if v.shelf == Shelf.valid and s in v.stores]
+    return render_template(
+        "residents/store.html", store=s, merchant=s.merchant, offers=offers, mine=mine,
+        hours=_hours_rows(s.opening_hours or {}) if s.opening_hours else None,
+    )
+
+
+# ---------------------------------------------------------------- WeChat OAuth
+
+
+@bp.get("/oauth/callback")
+def oauth_callback():
+    """WeChat comes back here with ``code`` and our ``state``."""
+    path = identity.read_state(request.args.get("state", ""), web_session.get(identity.NONCE_KEY))
+    signed_in = identity.active_resident(db.session, identity.current_resident_id())
+    if path is None:
+        if signed_in is not None:
+            return redirect(identity.HOME)
+        return render_template("residents/oauth_failed.html", retry=identity.HOME), 400
+    client = identity.oauth_client()
+    code = request.args.get("code", "")
+    if client is None or not code:
+        return identity.unknown_diner()
+    try:
+        who = client.exchange_code(code)
+    except WeChatOAuthError as exc:
+        if exc.bad_code and signed_in is not None:
+            return redirect(path)  # a reload of this URL after it already worked
+        current_app.logger.warning("WeChat OAuth failed: %s", exc)
+        return render_template("residents/oauth_failed.html", retry=path), 502 if not exc.bad_code else 400
+    resident = identity.resident_by_unionid(db.session, who.unionid)
+    if resident is None:
+        identity.forget()
+        return identity.unknown_diner()
+    identity.remember(resident.id)
+    return redirect(path)
