@@ -50,3 +50,4 @@ def create_app(config: dict | None = None) -> Flask:
 def _register_event_handlers() -> None:
     """Domain modules subscribe to WeCom events on import (``wecom.events.registry``)."""
     from marketplace import welcome  # noqa: F401
+    from marketplace.residents import handlers, tags, transfers  # noqa: F401

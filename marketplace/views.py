@@ -25,3 +25,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(merchant_views.bp)
     from merchants.channel_views import bp as channels_bp; app.register_blueprint(channels_bp)  # noqa: E702
     from coupons.views import init_app as coupons_init_app; coupons_init_app(app)  # noqa: E702
+    from marketplace.residents import transfer_views, views as resident_views
+
+    app.register_blueprint(resident_views.bp)
+    app.register_blueprint(transfer_views.bp)

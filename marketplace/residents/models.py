@@ -74,6 +74,8 @@ class ContactRelationship(Base):
     # del_external_contact (member removed diner) / del_follow_user (diner removed member) /
     # transfer (moved to another member)
     close_reason: Mapped[str | None] = mapped_column(String(32))
+    # the store's welcome coupon handed out on this add (once per resident and store)
+    welcome_coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
 
     resident: Mapped[Resident] = relationship(back_populates="relationships")
 
@@ -162,12 +164,16 @@ class MemberTransfer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     from_member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     to_member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    # the merchant whose stores' customers move: tenant scope of the transfer pages
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     kind: Mapped[TransferKind] = mapped_column(_enum(TransferKind))
+    success_msg: Mapped[str] = mapped_column(String(200), default="")  # on-job transfer_success_msg
     status: Mapped[TransferStatus] = mapped_column(_enum(TransferStatus), default=TransferStatus.running)
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     total: Mapped[int] = mapped_column(default=0)
     groups_total: Mapped[int] = mapped_column(default=0)
     groups_done: Mapped[int] = mapped_column(default=0)
+    groups_sent_at: Mapped[datetime | None]  # customer groups handed over (or tried)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
