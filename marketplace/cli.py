@@ -140,6 +140,16 @@ def worker(burst: bool, queues: str) -> None:
     )
 
 
+@main.command("cron")
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between ticks.")
+def cron(interval: float) -> None:
+    """Enqueue the periodic sweeps (channel rebalancing, tag retries, handover polling …).
+    Safe to run on several machines: each slot fires once."""
+    from marketplace import schedule
+
+    schedule.run(current_app._get_current_object(), interval=interval)
+
+
 # --------------------------------------------------------------------------- simulator
 
 
@@ -213,6 +223,75 @@ def seed_demo_command() -> None:
         summary = seed_demo(db.session)
     for line in summary:
         click.echo(line)
+
+
+# --------------------------------------------------------------------------- residents (privacy)
+
+
+@main.group("resident")
+def resident_group() -> None:
+    """A diner's data: export what we hold, or erase it (privacy requests)."""
+
+
+def _resident_id(ref: str) -> int:
+    from marketplace.db import db
+    from marketplace.residents.privacy import find_resident
+
+    resident = find_resident(db.session, ref)
+    if resident is None:
+        raise click.ClickException(f"no resident {ref!r} (give an external_userid or an id)")
+    return resident.id
+
+
+@resident_group.command("export")
+@click.argument("ref")
+def resident_export(ref: str) -> None:
+    """Print everything held about a resident (external_userid or id) as JSON."""
+    import json
+
+    from marketplace.db import db
+    from marketplace.residents.privacy import export_resident
+    from marketplace.txn import transaction
+
+    with transaction(db.session):
+        data = export_resident(db.session, _resident_id(ref))
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@resident_group.command("erase")
+@click.argument("ref")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def resident_erase(ref: str, yes: bool) -> None:
+    """Erase a resident's personal data (coupons stay for merchants' accounts, detached).
+    Running it again changes nothing."""
+    import json
+
+    from marketplace.db import db
+    from marketplace.residents.privacy import erase_resident
+    from marketplace.txn import transaction
+
+    with transaction(db.session):
+        resident_id = _resident_id(ref)
+    if not yes:
+        click.confirm(f"Erase resident {resident_id}? This cannot be undone.", abort=True)
+    with transaction(db.session):
+        summary = erase_resident(db.session, resident_id)
+    click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+
+
+@main.group("transfers")
+def transfers_group() -> None:
+    """Staff handovers (离职继承 / 在职继承)."""
+
+
+@transfers_group.command("poll")
+def transfers_poll() -> None:
+    """Send unsent batches and ask WeCom about every running handover now, in this process."""
+    from marketplace.db import db
+    from marketplace.residents.transfers import poll_running
+
+    ids = poll_running(db.session, force=True)
+    click.echo(f"{len(ids)} running transfer(s) checked")
 
 
 # --------------------------------------------------------------------------- run

@@ -83,6 +83,7 @@ class Supervisor:
                 if result.returncode != 0:
                     print("linli run: seed-demo failed (did `linli db upgrade` run?)", file=sys.stderr)
             self.spawn("worker", linli + ["worker"], env)
+            self.spawn("cron", linli + ["cron"], env)
             self.spawn(
                 "web",
                 [

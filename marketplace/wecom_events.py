@@ -6,7 +6,7 @@ unprocessed rows) and its unique digest is the last line of defence against dupl
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, String, Text, select
 from sqlalchemy.exc import IntegrityError
@@ -77,9 +77,21 @@ def process_event(event_id: int) -> str:
     return f"handled by {handled}"
 
 
-def requeue_pending(session: Session) -> int:
-    """Re-enqueue events whose job never ran (Redis lost it); handlers are idempotent."""
-    ids = session.scalars(select(WeComEvent.id).where(WeComEvent.status != "done")).all()
+def requeue_pending(
+    session: Session, *, statuses: tuple[str, ...] = ("pending", "failed"), older_than: timedelta | None = None
+) -> int:
+    """Re-enqueue events whose job never ran (Redis lost it) or failed; handlers are
+    idempotent. ``older_than`` leaves alone events whose first job may still be queued."""
+    stmt = select(WeComEvent.id).where(WeComEvent.status.in_(statuses))
+    if older_than is not None:
+        stmt = stmt.where(WeComEvent.received_at < utcnow() - older_than)
+    ids = session.scalars(stmt.order_by(WeComEvent.id)).all()
     for event_id in ids:
         enqueue(QUEUE_HIGH, process_event, event_id, job_id=f"wecom-event-{event_id}-retry")
     return len(ids)
+
+
+def requeue_stranded_events() -> int:
+    """Periodic job: events still pending five minutes after they arrived lost their job."""
+    with db.session.begin():
+        return requeue_pending(db.session, statuses=("pending",), older_than=timedelta(minutes=5))

@@ -216,7 +216,7 @@ def test_run_starts_and_stops_cleanly(tmp_path):
         redis_pid = int((tmp_path / "instance" / "redis.pid").read_text())
         tree = _descendants(proc.pid)
         assert redis_pid in tree
-        assert len(tree) >= 4  # redis, simulator, worker, gunicorn (+ its worker)
+        assert len(tree) >= 5  # redis, simulator, worker, cron, gunicorn (+ its worker)
 
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)

@@ -1,0 +1,77 @@
+"""Periodic jobs: a tiny clock process (``linli cron``) that enqueues sweeps on a schedule.
+
+RQ's own worker scheduler only fires ``enqueue_in``/``enqueue_at``; its ``CronScheduler``
+enqueues with the default pickle serializer, which our JSON workers cannot read. This clock
+is a dozen lines instead: each entry fires once per time slot (``now // every``), claimed
+with ``SET NX`` in Redis, so any number of clocks may run (one per machine, say) without a
+job firing twice. Jobs are named by dotted path, so importing this module imports none of
+them, and each is an idempotent sweep: a slot missed while no clock ran costs nothing.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import Flask
+
+from marketplace.extensions import QUEUE_DEFAULT, QUEUE_HIGH, QUEUE_LOW, get_queue, get_redis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    func: str  # dotted path of an RQ job function taking no arguments
+    every: int  # seconds
+    queue: str = QUEUE_LOW
+
+
+SCHEDULE: tuple[Periodic, ...] = (
+    # Codes over their members' daily add caps move to backup members; midnight resets.
+    Periodic("channels.rebalance", "merchants.jobs.rebalance_all_stores", 600, QUEUE_DEFAULT),
+    # Auto-accept on only during opening hours, for codes that ask for it.
+    Periodic("channels.opening_hours", "merchants.jobs.apply_opening_hours", 300, QUEUE_DEFAULT),
+    # Tag writes WeCom refused (45033, outages) until they stick; local rows are the truth.
+    Periodic("tags.sync_pending", "marketplace.residents.tags.sync_pending_tags", 300),
+    # Callbacks stored while Redis was away never got their job.
+    Periodic("events.requeue", "marketplace.wecom_events.requeue_stranded_events", 300, QUEUE_HIGH),
+    # Customer handovers: poll WeCom for results until every customer has moved.
+    Periodic("transfers.poll", "marketplace.residents.transfers.poll_running_transfers", 120, QUEUE_DEFAULT),
+)
+
+KEY = "linli:cron:{name}:{slot}"
+
+
+def tick(now: float | None = None, schedule: tuple[Periodic, ...] = SCHEDULE) -> list[str]:
+    """Enqueue every entry whose current slot nobody has claimed yet; returns their names."""
+    now = time.time() if now is None else now
+    redis = get_redis()
+    fired = []
+    for entry in schedule:
+        slot = int(now // entry.every)
+        if redis.set(KEY.format(name=entry.name, slot=slot), "1", nx=True, ex=entry.every * 2):
+            get_queue(entry.queue).enqueue(entry.func, job_id=f"cron-{entry.name.replace('.', '_')}-{slot}")
+            fired.append(entry.name)
+    if fired:
+        log.info("cron: enqueued %s", ", ".join(fired))
+    return fired
+
+
+def run(app: Flask, stop: threading.Event | None = None, interval: float = 5.0) -> None:
+    """Tick until SIGINT/SIGTERM (or ``stop`` is set)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    with app.app_context():
+        log.info("cron: %d periodic jobs", len(SCHEDULE))
+        while not stop.is_set():
+            try:
+                tick()
+            except Exception:  # Redis away: try again next tick, never die
+                log.exception("cron tick failed")
+            stop.wait(interval)
