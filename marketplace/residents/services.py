@@ -156,7 +156,23 @@ def open_relationship(
     session: Session, resident_id: int, member_id: int, store_id: int | None, channel_id: int | None, at: datetime
 ) -> tuple[ContactRelationship, bool]:
     """The open (resident, member, store) relationship; True when this call opened it
-    (created, or reopened a closed one). An add older than the close is stale and ignored."""
+    (created, or reopened a closed one). An add older than the close is stale and ignored.
+    An add we cannot attribute to a store (no state: a transfer, a search, a card) for a pair
+    already open at some store adds nothing: WeCom has one contact per member and diner."""
+    if store_id is None:
+        attributed = session.scalar(
+            select(ContactRelationship)
+            .where(
+                ContactRelationship.resident_id == resident_id,
+                ContactRelationship.member_id == member_id,
+                ContactRelationship.store_id.is_not(None),
+                ContactRelationship.status == RelationshipStatus.open,
+            )
+            .order_by(ContactRelationship.id)
+            .limit(1)
+        )
+        if attributed is not None:
+            return attributed, False
     rel = session.scalar(_relationship_stmt(resident_id, member_id, store_id).with_for_update())
     if rel is None:
         try:

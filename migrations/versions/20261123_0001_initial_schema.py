@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 11:02:27.701428
+Create Date: 2026-11-23 11:44:55.727198
 """
 from __future__ import annotations
 
@@ -326,10 +326,12 @@ def upgrade() -> None:
     sa.Column('added_at', marketplace.db.TZDateTime(timezone=True), nullable=False),
     sa.Column('closed_at', marketplace.db.TZDateTime(timezone=True), nullable=True),
     sa.Column('close_reason', sa.String(length=32), nullable=True),
+    sa.Column('welcome_coupon_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['channel_id'], ['channels.id'], name=op.f('fk_contact_relationships_channel_id_channels')),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_contact_relationships_member_id_members')),
     sa.ForeignKeyConstraint(['resident_id'], ['residents.id'], name=op.f('fk_contact_relationships_resident_id_residents')),
     sa.ForeignKeyConstraint(['store_id'], ['stores.id'], name=op.f('fk_contact_relationships_store_id_stores')),
+    sa.ForeignKeyConstraint(['welcome_coupon_id'], ['coupons.id'], name=op.f('fk_contact_relationships_welcome_coupon_id_coupons'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_relationships')),
     sa.UniqueConstraint('resident_id', 'member_id', 'store_id', name=op.f('uq_contact_relationships_resident_id_member_id_store_id'))
     )
@@ -344,22 +346,27 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('from_member_id', sa.Integer(), nullable=False),
     sa.Column('to_member_id', sa.Integer(), nullable=False),
+    sa.Column('merchant_id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.Enum('resigned', 'on_job', name='transferkind', native_enum=False, length=16), nullable=False),
+    sa.Column('success_msg', sa.String(length=200), nullable=False),
     sa.Column('status', sa.Enum('running', 'done', 'failed', name='transferstatus', native_enum=False, length=16), nullable=False),
     sa.Column('requested_by_id', sa.Integer(), nullable=True),
     sa.Column('total', sa.Integer(), nullable=False),
     sa.Column('groups_total', sa.Integer(), nullable=False),
     sa.Column('groups_done', sa.Integer(), nullable=False),
+    sa.Column('groups_sent_at', marketplace.db.TZDateTime(timezone=True), nullable=True),
     sa.Column('note', sa.Text(), nullable=False),
     sa.Column('created_at', marketplace.db.TZDateTime(timezone=True), nullable=False),
     sa.Column('finished_at', marketplace.db.TZDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['from_member_id'], ['members.id'], name=op.f('fk_member_transfers_from_member_id_members')),
+    sa.ForeignKeyConstraint(['merchant_id'], ['merchants.id'], name=op.f('fk_member_transfers_merchant_id_merchants')),
     sa.ForeignKeyConstraint(['requested_by_id'], ['users.id'], name=op.f('fk_member_transfers_requested_by_id_users')),
     sa.ForeignKeyConstraint(['to_member_id'], ['members.id'], name=op.f('fk_member_transfers_to_member_id_members')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_member_transfers'))
     )
     with op.batch_alter_table('member_transfers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_member_transfers_from_member_id'), ['from_member_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_member_transfers_merchant_id'), ['merchant_id'], unique=False)
 
     op.create_table('redemptions',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -453,6 +460,7 @@ def downgrade() -> None:
 
     op.drop_table('redemptions')
     with op.batch_alter_table('member_transfers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_member_transfers_merchant_id'))
         batch_op.drop_index(batch_op.f('ix_member_transfers_from_member_id'))
 
     op.drop_table('member_transfers')
