@@ -870,8 +870,8 @@ def errcode_label(code: int | None, status: TransferItemStatus) -> str:
         return str(_l("企业微信未返回结果"))
     from wecom.client import hint_for
 
-    label = ERRCODE_LABELS.get(code)
-    return f"{label or hint_for(code) or _l('错误')}（{code}）"
+    label = ERRCODE_LABELS.get(code) or hint_for(code) or _l("错误")
+    return str(_l("%(label)s（%(code)s）", label=label, code=code))
 
 
 @dataclass
