@@ -73,6 +73,10 @@ class Settings:
     # and how long a crashed process may hold a slot (seconds).
     WECOM_TAG_CONCURRENCY: int = 2
     WECOM_TAG_LEASE: float = 60.0
+    # Staff handovers: how often a running transfer asks WeCom for results (it completes after
+    # 24 h), and when items WeCom never settled are given up as failed.
+    TRANSFER_POLL_SECONDS: float = 900.0
+    TRANSFER_GIVE_UP_HOURS: float = 72.0
     # WeChat official account (公众号) web OAuth: who opened a diner page from a mass message.
     WECHAT_OA_APPID: str = DEMO_OA_APPID
     WECHAT_OA_SECRET: str = DEMO_OA_SECRET
