@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from wecom import redact
 from wecom.defaults import REAL_API_BASE
 
 log = logging.getLogger(__name__)
@@ -153,30 +154,7 @@ def _token_ttl(expires_in: int) -> int:
     return max(1, expires_in - margin)
 
 
-_SECRET_QUERY = re.compile(r"((?:access_token|corpsecret)=)[^&\s\"']+")
-
-
-class _RedactSecrets(logging.Filter):
-    """httpx logs every request URL at INFO; WeCom URLs carry the token or the secret."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(
-                _SECRET_QUERY.sub(r"\1***", str(a)) if isinstance(a, httpx.URL) or isinstance(a, str) else a
-                for a in record.args
-            )
-        elif isinstance(record.msg, str):
-            record.msg = _SECRET_QUERY.sub(r"\1***", record.msg)
-        return True
-
-
-def _install_log_redaction() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
-        logger.addFilter(_RedactSecrets())
-
-
-_install_log_redaction()
+redact.install()
 
 
 # --------------------------------------------------------------------------- token stores

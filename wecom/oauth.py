@@ -11,7 +11,6 @@ never retried once the request may have reached WeChat.
 """
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from wecom import redact
 from wecom.defaults import REAL_OA_API_BASE, REAL_OA_AUTHORIZE_URL
 
 SCOPE_BASE = "snsapi_base"  # silent: no consent page, openid (+ unionid when bound)
@@ -38,7 +38,6 @@ LOCAL_ERRCODE = -1  # the request never got a WeChat answer (transport, HTTP sta
 # Only failures where the request surely did not reach WeChat are retried: a code works once.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
-_SECRET_QUERY = re.compile(r"((?:secret|code)=)[^&\s\"']+")
 
 
 class WeChatOAuthError(Exception):
@@ -68,25 +67,7 @@ class OAuthIdentity:
     refresh_token: str
 
 
-class _RedactSecrets(logging.Filter):
-    """httpx logs request URLs at INFO; the exchange URL carries the secret and the code."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(
-                _SECRET_QUERY.sub(r"\1***", str(a)) if isinstance(a, (httpx.URL, str)) else a
-                for a in record.args
-            )
-        return True
-
-
-def _install_log_redaction() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactSecrets) for f in logger.filters):
-        logger.addFilter(_RedactSecrets())
-
-
-_install_log_redaction()
+redact.install()
 
 
 class WeChatOAuth:

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask, request
 
+from wecom import redact
 from wecom.simulator.settings import load_settings
 from wecom.simulator.state import Sim
 
@@ -19,6 +20,7 @@ _NO_SETTLE = ("/qr/", "/avatar/")
 
 def create_simulator_app(config: dict[str, Any] | None = None) -> Flask:
     config = dict(config or {})
+    redact.install("werkzeug")  # its access log shows the token, the secret and OAuth codes
     app = Flask(__name__, instance_path=config.get("INSTANCE_PATH") or os.path.abspath("instance"))
     app.config.update(SECRET_KEY=config.get("SECRET_KEY", "wecom-simulator"), BABEL_DEFAULT_LOCALE="zh",
                       SESSION_COOKIE_NAME="wecom_sim_session")  # cookies ignore ports: not the app's
