@@ -27,17 +27,15 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pytest
 
 from marketplace.db import db
-from marketplace.worker import drain
 from tests.conftest import IN_CI, LiveServer, make_test_app
+from tests.stack import Stack
 
 CHROMIUM = os.environ.get("LINLI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -87,35 +85,6 @@ def _redis_db(url: str, number: int) -> str:
     return urlunsplit(parts._replace(path=f"/{number}"))
 
 
-class LiveStack:
-    def __init__(self, app, app_server: LiveServer, sim_app, sim_server: LiveServer) -> None:
-        self.app = app
-        self.app_url = app_server.url
-        self.sim = sim_app
-        self.sim_url = sim_server.url
-        self.http = httpx.Client(timeout=10)
-
-    def url(self, path: str) -> str:
-        return self.app_url + path
-
-    def sim_scan_url(self, config_id: str) -> str:
-        """What a channel's QR encodes: the simulator's "scan this contact way" page."""
-        return f"{self.sim_url}/phone/scan/{config_id}"
-
-    def drain(self) -> None:
-        """Run every queued RQ job now (in this process, with a real worker in burst mode)."""
-        drain(self.app)
-
-    def wait_for(self, predicate, timeout: float = 15.0, interval: float = 0.1):
-        """Run queued jobs until ``predicate()`` is truthy (callbacks arrive asynchronously)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.drain()
-            result = predicate()
-            if result:
-                return result
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +125,7 @@ def live_stack(tmp_path_factory, redis_url):
             seed_demo(db.session, wecom=get_wecom(), wecom_base=app.config["WECOM_API_BASE"])
         db.session.remove()
     app_server.app = app
-    stack = LiveStack(app, app_server, sim_app, sim_server)
+    stack = Stack(app, app_server, sim_app, sim_server)
     yield stack
     app.extensions["redis"].flushdb()
     stack.http.close()

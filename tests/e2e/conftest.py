@@ -3,37 +3,14 @@ pointed at each other (the simulator posts callbacks to the app; the app calls t
 simulator's /cgi-bin/). Jobs run in the test process with a real RQ worker in burst mode."""
 from __future__ import annotations
 
-import time
 
-import httpx
 import pytest
 
 from marketplace.db import db
-from marketplace.worker import drain
 from tests.conftest import BACKENDS, LiveServer, _truncate_all, make_test_app
+from tests.stack import Stack
 
 
-class Stack:
-    def __init__(self, app, app_server: LiveServer, sim_app, sim_server: LiveServer) -> None:
-        self.app = app
-        self.app_url = app_server.url
-        self.sim = sim_app
-        self.sim_url = sim_server.url
-        self.http = httpx.Client(timeout=10)
-
-    def drain(self) -> None:
-        drain(self.app)
-
-    def wait_for(self, predicate, timeout: float = 15.0, interval: float = 0.1):
-        """Run queued jobs until ``predicate()`` is truthy (callbacks arrive asynchronously)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.drain()
-            result = predicate()
-            if result:
-                return result
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture(scope="module")
