@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from flask_babel import lazy_gettext as _l
+from flask_babel import get_locale, lazy_gettext as _l
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -253,13 +253,22 @@ def kind_label(kind: CouponKind) -> str:
                 CouponKind.voucher: _l("代金券")}[kind])
 
 
+def _chinese() -> bool:
+    locale = get_locale()
+    return locale is None or locale.language == "zh"
+
+
 def headline(t: CouponTemplate | TemplateSpec) -> str:
     """The big line on a coupon card: 满100减20 / 8.5折 最高减30元 / 20元代金券."""
     if t.kind == CouponKind.amount_off:
         return str(_l("满%(m)s减%(v)s", m=yuan(t.min_spend_fen), v=yuan(t.value)))
     if t.kind == CouponKind.percent_off:
-        fold = f"{t.value // 10}" if t.value % 10 == 0 else f"{t.value / 10:g}"
-        text = str(_l("%(f)s折", f=fold))
+        if _chinese():
+            # 8.5折 = pay 85%: the way Chinese menus say it
+            fold = f"{t.value // 10}" if t.value % 10 == 0 else f"{t.value / 10:g}"
+            text = str(_l("%(f)s折", f=fold))
+        else:  # other languages say what comes off
+            text = str(_l("减%(off)s%%", off=100 - t.value))
         if t.cap_fen:
             text += " " + str(_l("最高减%(c)s元", c=yuan(t.cap_fen)))
         return text

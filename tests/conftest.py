@@ -96,6 +96,7 @@ def app(backend, database_urls, redis_url, tmp_path):
         db.session.remove()
         _truncate_all(database_urls[backend])
     application.extensions["redis"].flushdb()
+    application.extensions["redis"].close()
 
 
 @pytest.fixture

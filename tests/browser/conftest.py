@@ -128,6 +128,7 @@ def live_stack(tmp_path_factory, redis_url):
     stack = Stack(app, app_server, sim_app, sim_server)
     yield stack
     app.extensions["redis"].flushdb()
+    app.extensions["redis"].close()
     stack.http.close()
     app_server.stop()
     sim_server.stop()

@@ -126,6 +126,12 @@ def test_headlines(app):
     assert svc.weekdays_text(0b0011111) == "周一至周五"
 
 
+def test_percent_off_headline_in_english(app):
+    """折 counts what you pay (8.5折 = 85%); English says what comes off."""
+    with app.test_request_context("/?lang=en"):
+        assert svc.headline(spec(kind=CouponKind.percent_off, value=85, cap_fen=3000)) == "15% off (max ¥30 off)"
+
+
 # ---------------------------------------------------------------- issuing
 
 

@@ -44,6 +44,7 @@ def stack(tmp_path_factory, database_urls, redis_url):
         db.session.remove()
         _truncate_all(database_urls[backend])
     app.extensions["redis"].flushdb()
+    app.extensions["redis"].close()
     stack.http.close()
     app_server.stop()
     sim_server.stop()

@@ -344,6 +344,7 @@ def live_app(backend, database_urls, redis_url, tmp_path, sim):
         db.session.remove()
         _truncate_all(database_urls[backend])
     application.extensions["redis"].flushdb()
+    application.extensions["redis"].close()
 
 
 def wecom():

@@ -374,6 +374,7 @@ def live_client(backend, database_urls, redis_url, tmp_path, simulator):
         db.session.remove()
         _truncate_all(database_urls[backend])
     app.extensions["redis"].flushdb()
+    app.extensions["redis"].close()
 
 
 def test_owner_picks_serving_members_from_wecom(live_client):
