@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from redis import RedisError
 from sqlalchemy import JSON, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -54,7 +55,12 @@ def accept_callback(payload: dict, digest: str) -> None:
     except IntegrityError:
         log.info("duplicate WeCom event %s dropped", digest)
         return
-    enqueue(QUEUE_HIGH, process_event, event_id, job_id=f"wecom-event-{event_id}")
+    try:
+        enqueue(QUEUE_HIGH, process_event, event_id, job_id=f"wecom-event-{event_id}")
+    except RedisError:
+        # The row is durable: answer WeCom 200 (a retry would only hit the unique digest) and
+        # let ``requeue_stranded_events`` (linli cron) give it a job once Redis is back.
+        log.error("event %s stored but not enqueued (Redis unavailable)", event_id, exc_info=True)
 
 
 def process_event(event_id: int) -> str:

@@ -6,12 +6,13 @@ import io
 import json
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from marketplace.db import db
 from marketplace.extensions import QUEUE_HIGH, get_queue
@@ -352,3 +353,31 @@ def test_redis_outage_still_reaches_the_sink():
     app = minimal_app(down, lambda p, d: calls.append(d), clock=lambda: 1700000000)
     assert real_event_request(app.test_client()).status_code == 200
     assert len(calls) == 1
+
+
+def test_redis_outage_answers_200_and_loses_nothing(app, database_urls, backend, tmp_path, caplog):
+    """With Redis unreachable (no dedupe, no queue) the event is still stored and answered
+    200; the periodic sweep gives it a job once Redis is back."""
+    from marketplace.wecom_events import requeue_stranded_events
+    from tests.conftest import make_test_app
+
+    down = make_test_app(tmp_path / "down", database_urls[backend], "redis://127.0.0.1:9/0")
+    with down.app_context():
+        cfg = down.config
+        outage = Sender(down.test_client(), cfg["WECOM_CALLBACK_TOKEN"], cfg["WECOM_CALLBACK_AES_KEY"],
+                        cfg["WECOM_CORP_ID"])
+        resp = outage.post(event_xml("wmOutage"))
+        db.session.remove()
+    assert resp.status_code == 200
+    assert "stored but not enqueued" in caplog.text
+
+    received.clear()
+    row = db.session.scalars(select(WeComEvent)).one()
+    assert (row.payload["ExternalUserID"], row.status) == ("wmOutage", "pending")
+    db.session.execute(update(WeComEvent).values(received_at=row.received_at - timedelta(minutes=6)))
+    db.session.commit()
+    assert requeue_stranded_events() == 1
+    drain(app)
+    assert [p["ExternalUserID"] for p in received] == ["wmOutage"]
+    db.session.remove()  # the job ran in a session of its own
+    assert db.session.scalars(select(WeComEvent)).one().status == "done"
