@@ -81,6 +81,11 @@ _HINTS: dict[int, tuple[str, str]] = {
         "服务器 IP 不在企业可信 IP 列表中：请在企业微信管理后台把本服务器的出口 IP 加入“企业可信IP”。",
         "This server's IP is not in the app's trusted IP list: add it in the WeCom admin console.",
     ),
+    84074: (
+        "该成员没有客户联系权限：请在企业微信管理后台“客户联系 → 权限配置”把他加入使用范围。",
+        "The member may not hold customers: add them to the customer-contact usage range in the "
+        "WeCom admin console.",
+    ),
     84061: (
         "该客户不是此成员的联系人（可能已被删除）。",
         "The customer is not (or no longer) an external contact of this member.",

@@ -358,3 +358,13 @@ def test_users_area(make_wecom):
     with pytest.raises(WeComError) as info:
         client.users.get("no-such-member")
     assert info.value.errcode in (40003, 60111)  # WeCom answers user/get with 60111
+
+
+def test_contact_way_for_a_member_without_customer_contact_says_why(make_wecom):
+    """zhaolei (the demo cook) is outside the customer-contact range: WeCom answers 84074 and
+    the error carries words a merchant can act on."""
+    client = make_wecom()
+    with pytest.raises(WeComError) as caught:
+        client.contact_way.add(type=1, scene=2, user=["zhaolei"])
+    assert caught.value.errcode == 84074
+    assert "客户联系" in caught.value.hint() and "customer-contact" in caught.value.hint("en")
