@@ -6,7 +6,6 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
 
 from marketplace.auth import require_role
 from marketplace.auth.models import Role, User
@@ -66,7 +65,8 @@ def managers():
             flash(_("已创建区域经理：%(u)s", u=user.username))
             return redirect(url_for("admin.managers"))
     rows = db.session.scalars(
-        select(User).where(User.role == Role.manager).options(selectinload(User.regions)).order_by(User.username)
+        select(User).where(User.role == Role.manager).options(services.with_region_path(User.regions))
+        .order_by(User.username)
     )
     status = 400 if (form.errors or form.form_errors) else 200
     return render_template(

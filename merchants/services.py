@@ -224,7 +224,8 @@ def region_tree(session: Session) -> list[RegionNode]:
 
 
 def region_path(region: Region) -> str:
-    """"上海 · 徐汇区 · 徐家汇" for a circle."""
+    """"上海 · 徐汇区 · 徐家汇" for a circle. Lists load the ancestors up front
+    (``with_region_path``), else each row walks its parents one lazy load at a time."""
     names, node = [], region
     while node is not None:
         names.append(node.name)
@@ -232,8 +233,17 @@ def region_path(region: Region) -> str:
     return " · ".join(reversed(names))
 
 
+def with_region_path(relationship):
+    """A loader option for ``relationship`` (to a Region) that also loads its district and
+    city, so ``region_path`` on every row of a list costs no query (three levels at most)."""
+    return selectinload(relationship).selectinload(Region.parent).selectinload(Region.parent)
+
+
 def circle_choices(session: Session) -> list[tuple[int, str]]:
-    circles = session.scalars(select(Region).where(Region.level == RegionLevel.circle))
+    circles = session.scalars(
+        select(Region).where(Region.level == RegionLevel.circle)
+        .options(selectinload(Region.parent).selectinload(Region.parent))
+    )
     return sorted(((c.id, region_path(c)) for c in circles), key=lambda pair: pair[1])
 
 
@@ -282,12 +292,19 @@ def stores_visible_to(session: Session, user: User):
     return stmt.where(False)
 
 
-def get_store_for(session: Session, user: User, store_id: int) -> Store:
-    """The store if ``user`` may see it, else 404 (never 403: other tenants' ids stay secret)."""
-    store = session.scalar(stores_visible_to(session, user).where(Store.id == store_id))
+def get_store_for(session: Session, user: User, store_id: int, *options) -> Store:
+    """The store if ``user`` may see it, else 404 (never 403: other tenants' ids stay secret).
+    ``options``: loader options for what the caller will show (see ``get_store_with_staff``)."""
+    store = session.scalar(stores_visible_to(session, user).where(Store.id == store_id).options(*options))
     if store is None:
         raise NotFound()
     return store
+
+
+def get_store_with_staff(session: Session, user: User, store_id: int) -> Store:
+    """``get_store_for`` with the serving staff and their members loaded alongside: the store
+    and staff pages list them, one query instead of one per member."""
+    return get_store_for(session, user, store_id, selectinload(Store.staff).joinedload(StoreMember.member))
 
 
 def get_merchant_for(session: Session, user: User) -> Merchant | None:
@@ -403,7 +420,7 @@ def review_queue(session: Session, reviewer: User) -> list[Store]:
     stmt = (
         stores_visible_to(session, reviewer)
         .where(Store.status == ReviewStatus.pending)
-        .options(selectinload(Store.merchant), selectinload(Store.circle))
+        .options(selectinload(Store.merchant), with_region_path(Store.circle))
         .order_by(Store.created_at, Store.id)
     )
     return list(session.scalars(stmt))

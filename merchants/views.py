@@ -172,7 +172,7 @@ def new_store():
 @bp.get("/stores/<int:store_id>")
 @require_role(Role.owner, Role.manager, Role.admin)
 def store_detail(store_id: int):
-    store = services.get_store_for(db.session, current_user, store_id)
+    store = services.get_store_with_staff(db.session, current_user, store_id)
     links = [
         (url_for(endpoint, store_id=store.id), label)
         for endpoint, label in STORE_LINKS
@@ -229,7 +229,7 @@ def store_staff(store_id: int):
     from marketplace.wecom_setup import get_wecom
     from wecom.client import WeComError
 
-    store = services.get_store_for(db.session, current_user, store_id)
+    store = services.get_store_with_staff(db.session, current_user, store_id)
     form = CsrfForm()
     wecom_problem = error = None
     members = []
