@@ -45,8 +45,12 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# BENCH_DATABASE_URL / BENCH_REDIS_URL: run on that database (its tables are dropped!) and Redis.
 bench: $(STAMP)
-	$(BIN)/python bench/callback_bench.py
+	$(BIN)/python bench/callback_bench.py $${BENCH_DATABASE_URL:+--database-url "$$BENCH_DATABASE_URL"} \
+		$${BENCH_REDIS_URL:+--redis-url "$$BENCH_REDIS_URL"}
+	$(BIN)/python bench/redemption_bench.py
+	$(BIN)/python bench/dashboard_bench.py
 
 clean:
 	rm -rf .pytest_cache build *.egg-info bench/results
