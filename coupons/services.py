@@ -708,7 +708,9 @@ def template_stats(session: Session, merchant_id: int, store_id: int | None = No
             func.coalesce(func.sum(Redemption.bill_fen), 0).label("bill"),
         )
         .join(Coupon, Coupon.id == Redemption.coupon_id)
-        .where(*red_filter)
+        .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
+        # this merchant's redemptions only: a small shop must not pay for the chain's history
+        .where(*red_filter, CouponTemplate.merchant_id == merchant_id)
         .group_by(Coupon.template_id)
         .subquery()
     )
