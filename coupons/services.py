@@ -27,7 +27,7 @@ from coupons.models import (
     RedemptionReversal,
     TemplateStatus,
 )
-from coupons.signals import coupon_redeemed, send_after_commit
+from coupons.signals import coupon_redeemed, redemption_reversed, send_after_commit
 from marketplace.auth.models import Role, User
 from merchants.models import Store
 
@@ -637,6 +637,8 @@ def reverse(
     rev = RedemptionReversal(redemption_id=red.id, user_id=user.id, reason=reason[:255], reversed_at=now)
     session.add(rev)
     session.flush()
+    send_after_commit(session, redemption_reversed, coupon_id=coupon.id, redemption_id=red.id,
+                      resident_id=coupon.resident_id)
     session.refresh(red)
     session.refresh(coupon)
     return rev

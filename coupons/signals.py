@@ -20,6 +20,8 @@ _signals = Namespace()
 
 # kwargs: coupon_id, redemption_id, store_id, resident_id (None for a holder we don't know)
 coupon_redeemed = _signals.signal("coupon-redeemed")
+# kwargs: coupon_id, redemption_id, resident_id (None for a holder we don't know)
+redemption_reversed = _signals.signal("redemption-reversed")
 
 _PENDING = "coupons.signals.pending"
 

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from coupons.models import Coupon, CouponStatus
-from coupons.signals import coupon_redeemed
+from coupons.signals import coupon_redeemed, redemption_reversed
 from marketplace.db import db, utcnow
 from marketplace.extensions import QUEUE_DEFAULT, enqueue, get_redis
 from marketplace.residents import signals, taste
@@ -695,6 +695,23 @@ def record_redeem_signal(coupon_id: int, store_id: int) -> list[str]:
     return cuisines
 
 
+def drop_redeem_signal(coupon_id: int) -> int:
+    """RQ job: a reversed redemption is no evidence of taste; its signals go (the coupon may
+    be redeemed again later, which records them afresh)."""
+    with transaction(db.session):
+        rows = db.session.scalars(
+            select(TasteSignal).where(
+                TasteSignal.source == SignalSource.redeem, TasteSignal.ref == f"coupon:{coupon_id}"
+            )
+        ).all()
+        resident_ids = {r.resident_id for r in rows}
+        for row in rows:
+            db.session.delete(row)
+    for resident_id in resident_ids:
+        signals.taste_changed.send(resident_id=resident_id)
+    return len(rows)
+
+
 @signals.taste_changed.connect
 def _on_taste_changed(sender, resident_id: int, **_) -> None:
     enqueue(QUEUE_DEFAULT, refresh_resident_tags, resident_id)
@@ -714,3 +731,9 @@ def _on_contact_closed(sender, resident_id: int, **_) -> None:
 def _on_coupon_redeemed(sender, coupon_id: int, store_id: int, resident_id: int | None = None, **_) -> None:
     if resident_id is not None:
         enqueue(QUEUE_DEFAULT, record_redeem_signal, coupon_id, store_id)
+
+
+@redemption_reversed.connect
+def _on_redemption_reversed(sender, coupon_id: int, resident_id: int | None = None, **_) -> None:
+    if resident_id is not None:
+        enqueue(QUEUE_DEFAULT, drop_redeem_signal, coupon_id)

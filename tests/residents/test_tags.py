@@ -34,6 +34,7 @@ from marketplace.residents.throttle import Semaphore, SemaphoreTimeout
 from marketplace.wecom_setup import get_wecom
 from merchants.models import CUISINES, Region, RegionLevel, Store
 from tests.conftest import _truncate_all
+from marketplace.auth.models import Role, User
 from tests.coupons.factories import make_shop, make_template, tx
 from tests.residents.factories import make_member, make_resident, open_contact, welcome_store
 
@@ -476,6 +477,24 @@ def test_a_redemption_becomes_a_redeem_signal(live):
         again = coupon_services.redeem(db.session, coupon.short_code, shop.other_store.id, shop.cashier.id, 12000,
                                        "try-2")
     assert again.replayed and get_queue("default").count == 0
+
+    # the owner reverses it: no longer evidence of taste, and the WeCom tags follow
+    with tx():
+        merchant_id = db.session.get(Store, d["store_id"]).merchant_id
+        owner = db.session.scalar(select(User).where(User.merchant_id == merchant_id, User.role == Role.owner))
+        coupon_services.reverse(db.session, again.redemption_id, owner, reason="wrong table")
+
+    def japanese_untagged():
+        current = rows(rid)
+        row = current.get(tags.cuisine_key("japanese"))
+        return all_synced(rid) and (row is None or not row.wanted)
+
+    until(live, japanese_untagged)
+    db.session.remove()
+    assert not db.session.scalars(
+        select(TasteSignal).where(TasteSignal.resident_id == rid, TasteSignal.source == SignalSource.redeem)
+    ).all()
+    assert contact_tags(d["external"], "zhangwei") == {("口味偏好", "川菜"), ("商圈", "徐家汇")}
 
 
 def test_coupons_do_not_import_residents():
