@@ -12,11 +12,9 @@ crypto are measured separately for comparison.
 from __future__ import annotations
 
 import argparse
-import logging
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -24,12 +22,10 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, select  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
-from marketplace import create_app  # noqa: E402
-from marketplace.all_models import metadata  # noqa: E402
+from bench.common import bench_app  # noqa: E402
 from marketplace.db import db  # noqa: E402
-from marketplace.embedded_redis import EmbeddedRedis  # noqa: E402
 from marketplace.extensions import QUEUE_HIGH, get_queue  # noqa: E402
 from wecom.crypto import WeComCrypto  # noqa: E402
 
@@ -83,62 +79,40 @@ def main() -> int:
     parser.add_argument("--redis-url", help="default: an embedded redis-server in a temp dir")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="linli-bench-") as tmp:
-        tmp_path = Path(tmp)
-        redis_server = None
-        redis_url = args.redis_url
-        if not redis_url:
-            redis_server = EmbeddedRedis(tmp_path / "redis")
-            redis_url = redis_server.start()
-        database_url = args.database_url or f"sqlite:///{tmp_path / 'bench.db'}"
-        engine = create_engine(database_url)
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
-        engine.dispose()
-        try:
-            app = create_app(
-                {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-            )
-            logging.getLogger().setLevel(logging.WARNING)
-            cfg = app.config
-            crypto = WeComCrypto(cfg["WECOM_CALLBACK_TOKEN"], cfg["WECOM_CALLBACK_AES_KEY"], cfg["WECOM_CORP_ID"])
-            requests = make_requests(crypto, cfg["WECOM_CORP_ID"], args.events)
-            client = app.test_client()
-            backend = database_url.split(":", 1)[0]
-            print(f"callback receive, one process, {backend} + Redis ({args.events} events)")
+    with bench_app(args.database_url, args.redis_url) as app:
+        cfg = app.config
+        crypto = WeComCrypto(cfg["WECOM_CALLBACK_TOKEN"], cfg["WECOM_CALLBACK_AES_KEY"], cfg["WECOM_CORP_ID"])
+        requests = make_requests(crypto, cfg["WECOM_CORP_ID"], args.events)
+        client = app.test_client()
+        backend = db.engine.dialect.name
+        print(f"callback receive, one process, {backend} + Redis ({args.events} events)")
 
-            def post(i: int) -> None:
-                url, body = requests[i]
-                resp = client.post(url, data=body, content_type="text/xml")
-                if resp.status_code != 200:
-                    raise SystemExit(f"callback refused: {resp.status_code} {resp.get_data(as_text=True)}")
+        def post(i: int) -> None:
+            url, body = requests[i]
+            resp = client.post(url, data=body, content_type="text/xml")
+            if resp.status_code != 200:
+                raise SystemExit(f"callback refused: {resp.status_code} {resp.get_data(as_text=True)}")
 
-            timed("new events (store + enqueue)", args.events, post)
-            timed("WeCom retries (dropped as duplicates)", args.events, post)
+        timed("new events (store + enqueue)", args.events, post)
+        timed("WeCom retries (dropped as duplicates)", args.events, post)
 
-            def decrypt(i: int) -> None:
-                url, body = requests[i]
-                crypto.decrypt(body.decode().split("<![CDATA[")[2].split("]]>")[0])
+        def decrypt(i: int) -> None:
+            url, body = requests[i]
+            crypto.decrypt(body.decode().split("<![CDATA[")[2].split("]]>")[0])
 
-            timed("AES decrypt alone", args.events, decrypt)
+        timed("AES decrypt alone", args.events, decrypt)
 
-            with app.app_context():
-                from marketplace.wecom_events import WeComEvent
+        with app.app_context():
+            from marketplace.wecom_events import WeComEvent
 
-                stored = db.session.scalar(select(func.count()).select_from(WeComEvent))
-                queued = get_queue(QUEUE_HIGH).count
-                get_queue(QUEUE_HIGH).empty()
-                db.session.remove()
-            print(f"  stored events: {stored}, jobs queued on '{QUEUE_HIGH}': {queued}")
-            if stored != args.events or queued != args.events:
-                print("  MISMATCH: every distinct callback must be stored and queued once", file=sys.stderr)
-                return 1
-        finally:
+            stored = db.session.scalar(select(func.count()).select_from(WeComEvent))
+            queued = get_queue(QUEUE_HIGH).count
+            get_queue(QUEUE_HIGH).empty()
             db.session.remove()
-            if db.engine is not None:
-                db.engine.dispose()
-            if redis_server is not None:
-                redis_server.stop()
+        print(f"  stored events: {stored}, jobs queued on '{QUEUE_HIGH}': {queued}")
+        if stored != args.events or queued != args.events:
+            print("  MISMATCH: every distinct callback must be stored and queued once", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -23,12 +23,10 @@ process's ceiling, not the database's.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -39,16 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, func, insert, select, update  # noqa: E402
+from sqlalchemy import func, insert, select, update  # noqa: E402
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 
+from bench.common import bench_app  # noqa: E402
 from coupons import services as svc  # noqa: E402
 from coupons.models import Coupon, CouponKind, CouponStatus, CouponTemplate, Redemption, TemplateStatus  # noqa: E402
-from marketplace import create_app  # noqa: E402
-from marketplace.all_models import metadata  # noqa: E402
 from marketplace.auth.models import Role, User  # noqa: E402
 from marketplace.db import db  # noqa: E402
-from marketplace.embedded_redis import EmbeddedRedis  # noqa: E402
 from marketplace.extensions import QUEUE_DEFAULT, get_queue  # noqa: E402
 from marketplace.residents.models import Resident  # noqa: E402
 from marketplace.txn import transaction  # noqa: E402
@@ -224,111 +220,89 @@ def main() -> int:
     args = parser.parse_args()
     n, distinct = args.threads, args.threads * args.per_thread
 
-    with tempfile.TemporaryDirectory(prefix="linli-bench-") as tmp:
-        tmp_path = Path(tmp)
-        redis_server = None
-        redis_url = args.redis_url
-        if not redis_url:
-            redis_server = EmbeddedRedis(tmp_path / "redis")
-            redis_url = redis_server.start()
-        database_url = args.database_url or f"sqlite:///{tmp_path / 'bench.db'}"
-        engine = create_engine(database_url)
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
-        engine.dispose()
-        try:
-            app = create_app(
-                {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-            )
-            logging.getLogger().setLevel(logging.WARNING)
-            with app.app_context():
-                get_queue(QUEUE_DEFAULT).empty()
-            merchant_id, tills, codes = seed(app, n, args.baseline + distinct + args.contended)
-            alone, own, shared = (codes[:args.baseline], codes[args.baseline:args.baseline + distinct],
-                                  codes[args.baseline + distinct:])
-            backend = db.engine.dialect.name
-            print(f"redemption at the desk, {n} threads in one process, {backend} + Redis "
-                  f"({distinct} distinct coupons, {args.contended} contended)")
+    with bench_app(args.database_url, args.redis_url) as app:
+        with app.app_context():
+            get_queue(QUEUE_DEFAULT).empty()
+        merchant_id, tills, codes = seed(app, n, args.baseline + distinct + args.contended)
+        alone, own, shared = (codes[:args.baseline], codes[args.baseline:args.baseline + distinct],
+                              codes[args.baseline + distinct:])
+        backend = db.engine.dialect.name
+        print(f"redemption at the desk, {n} threads in one process, {backend} + Redis "
+              f"({distinct} distinct coupons, {args.contended} contended)")
 
-            # 0. one till alone: the service's own cost, no queueing for the GIL or a lock
-            keys: dict[str, str] = {code: uuid.uuid4().hex for code in alone + own}
-            if alone:
-                p0 = run_threads(tills[:1], lambda i, till: [confirm(app, merchant_id, till, c, keys[c]) for c in alone])
-                report("one till alone (baseline)", p0, len(p0.wins()), "redemptions/s")
+        # 0. one till alone: the service's own cost, no queueing for the GIL or a lock
+        keys: dict[str, str] = {code: uuid.uuid4().hex for code in alone + own}
+        if alone:
+            p0 = run_threads(tills[:1], lambda i, till: [confirm(app, merchant_id, till, c, keys[c]) for c in alone])
+            report("one till alone (baseline)", p0, len(p0.wins()), "redemptions/s")
 
-            # 1. each till its own coupons, back to back
+        # 1. each till its own coupons, back to back
 
-            def distinct_work(i: int, till: Till) -> list[Outcome]:
-                return [confirm(app, merchant_id, till, code, keys[code]) for code in own[i::n]]
+        def distinct_work(i: int, till: Till) -> list[Outcome]:
+            return [confirm(app, merchant_id, till, code, keys[code]) for code in own[i::n]]
 
-            p1 = run_threads(tills, distinct_work)
-            report("distinct coupons", p1, len(p1.wins()), "redemptions/s")
-            bad = [o.result for o in p1.outcomes if not isinstance(o.result, svc.RedemptionResult) or o.result.replayed]
-            print(f"    conflicts: {p1.refused()} database refusals retried with the same key")
-            if bad or len(p1.wins()) != distinct:
-                print(f"  FAILED: {len(bad)} confirms of distinct coupons did not redeem: {bad[:3]!r}", file=sys.stderr)
-                return 1
+        p1 = run_threads(tills, distinct_work)
+        report("distinct coupons", p1, len(p1.wins()), "redemptions/s")
+        bad = [o.result for o in p1.outcomes if not isinstance(o.result, svc.RedemptionResult) or o.result.replayed]
+        print(f"    conflicts: {p1.refused()} database refusals retried with the same key")
+        if bad or len(p1.wins()) != distinct:
+            print(f"  FAILED: {len(bad)} confirms of distinct coupons did not redeem: {bad[:3]!r}", file=sys.stderr)
+            return 1
 
-            # 2. every till on the same coupon at once, coupon after coupon
-            barrier = threading.Barrier(n)
+        # 2. every till on the same coupon at once, coupon after coupon
+        barrier = threading.Barrier(n)
 
-            def contended_work(i: int, till: Till) -> list[Outcome]:
-                out = []
-                for code in shared:
-                    barrier.wait()
-                    out.append(confirm(app, merchant_id, till, code, uuid.uuid4().hex))
-                return out
+        def contended_work(i: int, till: Till) -> list[Outcome]:
+            out = []
+            for code in shared:
+                barrier.wait()
+                out.append(confirm(app, merchant_id, till, code, uuid.uuid4().hex))
+            return out
 
-            p2 = run_threads(tills, contended_work)
-            wins = p2.wins()
-            per_coupon = {code: 0 for code in shared}
-            for w in wins:
-                per_coupon[w.short_code] += 1
-            exactly_one = sum(1 for c in per_coupon.values() if c == 1)
-            told = len(p2.errors("already_redeemed"))
-            report("contention (all threads, 1 coupon)", p2, len(wins), "coupons/s")
-            print(f"    conflicts: {told} confirms told already_redeemed, {p2.refused()} database refusals retried")
-            print(f"    exactly one winner per contested coupon: {exactly_one}/{len(shared)}"
-                  f"{'' if exactly_one == len(shared) else '  <-- FAILED'}")
-            others = [e for e in p2.errors() if not (isinstance(e, svc.RedemptionError) and e.code == "already_redeemed")]
-            if exactly_one != len(shared) or told != len(shared) * (n - 1) or others:
-                print(f"  FAILED: single use broke under contention (winners {len(wins)}, already_redeemed {told}, "
-                      f"other {others[:3]!r})", file=sys.stderr)
-                return 1
+        p2 = run_threads(tills, contended_work)
+        wins = p2.wins()
+        per_coupon = {code: 0 for code in shared}
+        for w in wins:
+            per_coupon[w.short_code] += 1
+        exactly_one = sum(1 for c in per_coupon.values() if c == 1)
+        told = len(p2.errors("already_redeemed"))
+        report("contention (all threads, 1 coupon)", p2, len(wins), "coupons/s")
+        print(f"    conflicts: {told} confirms told already_redeemed, {p2.refused()} database refusals retried")
+        print(f"    exactly one winner per contested coupon: {exactly_one}/{len(shared)}"
+              f"{'' if exactly_one == len(shared) else '  <-- FAILED'}")
+        others = [e for e in p2.errors() if not (isinstance(e, svc.RedemptionError) and e.code == "already_redeemed")]
+        if exactly_one != len(shared) or told != len(shared) * (n - 1) or others:
+            print(f"  FAILED: single use broke under contention (winners {len(wins)}, already_redeemed {told}, "
+                  f"other {others[:3]!r})", file=sys.stderr)
+            return 1
 
-            # 3. the same confirms again (a double tap, a retried POST): the first result comes back
-            first = {w.short_code: w.redemption_id for w in p1.wins()}
+        # 3. the same confirms again (a double tap, a retried POST): the first result comes back
+        first = {w.short_code: w.redemption_id for w in p1.wins()}
 
-            p3 = run_threads(tills, distinct_work)
-            replays = p3.replays()
-            report("retries with the same key", p3, len(replays), "replays/s")
-            if len(replays) != distinct or any(r.redemption_id != first[r.short_code] for r in replays):
-                print("  FAILED: a retried key did not return its first redemption", file=sys.stderr)
-                return 1
+        p3 = run_threads(tills, distinct_work)
+        replays = p3.replays()
+        report("retries with the same key", p3, len(replays), "replays/s")
+        if len(replays) != distinct or any(r.redemption_id != first[r.short_code] for r in replays):
+            print("  FAILED: a retried key did not return its first redemption", file=sys.stderr)
+            return 1
 
-            with app.app_context():
-                stored = db.session.scalar(select(func.count()).select_from(Redemption))
-                doubled = db.session.scalar(select(func.count()).select_from(
-                    select(Redemption.coupon_id).group_by(Redemption.coupon_id)
-                    .having(func.count() > 1).subquery()))
-                with_resident = db.session.scalar(
-                    select(func.count()).select_from(Coupon)
-                    .where(Coupon.status == CouponStatus.redeemed, Coupon.resident_id.is_not(None)))
-                queue = get_queue(QUEUE_DEFAULT)
-                queued = queue.count
-                queue.empty()
-                db.session.remove()
-            print(f"  redemptions stored: {stored} (coupons with two: {doubled}), "
-                  f"jobs queued on '{QUEUE_DEFAULT}': {queued} (redeemed coupons of known residents: {with_resident})")
-            if stored != len(alone) + distinct + len(shared) or doubled or queued != with_resident:
-                print("  MISMATCH: one redemption per coupon, one job per known resident's redemption", file=sys.stderr)
-                return 1
-        finally:
+        with app.app_context():
+            stored = db.session.scalar(select(func.count()).select_from(Redemption))
+            doubled = db.session.scalar(select(func.count()).select_from(
+                select(Redemption.coupon_id).group_by(Redemption.coupon_id)
+                .having(func.count() > 1).subquery()))
+            with_resident = db.session.scalar(
+                select(func.count()).select_from(Coupon)
+                .where(Coupon.status == CouponStatus.redeemed, Coupon.resident_id.is_not(None)))
+            queue = get_queue(QUEUE_DEFAULT)
+            queued = queue.count
+            queue.empty()
             db.session.remove()
-            if db.engine is not None:
-                db.engine.dispose()
-            if redis_server is not None:
-                redis_server.stop()
+        print(f"  redemptions stored: {stored} (coupons with two: {doubled}), "
+              f"jobs queued on '{QUEUE_DEFAULT}': {queued} (redeemed coupons of known residents: {with_resident})")
+        if stored != len(alone) + distinct + len(shared) or doubled or queued != with_resident:
+            print("  MISMATCH: one redemption per coupon, one job per known resident's redemption", file=sys.stderr)
+            return 1
     return 0
 
 
