@@ -30,12 +30,12 @@ from merchants.models import Member, ReviewStatus, Store, StoreMember
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 # kind code -> Chinese label (the poster templates and the form use these).
-CHANNEL_KINDS: dict[str, str] = {
-    "door": "门口海报",
-    "table": "桌贴",
-    "receipt": "小票",
-    "flyer": "传单",
-    "other": "其他",
+CHANNEL_KINDS = {  # kind -> label (lazy: rendered in the reader's language)
+    "door": _("门口海报"),
+    "table": _("桌贴"),
+    "receipt": _("小票"),
+    "flyer": _("传单"),
+    "other": _("其他"),
 }
 
 STATE_MAX = 30  # WeCom's limit on contact-way ``state``
@@ -65,7 +65,7 @@ class Channel(Base):
 
     @property
     def kind_label(self) -> str:
-        return CHANNEL_KINDS.get(self.kind, self.kind)
+        return str(CHANNEL_KINDS.get(self.kind, self.kind))
 
 
 class ChannelAdd(Base):

@@ -6,6 +6,7 @@ import itertools
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from flask_babel import refresh
 from sqlalchemy import select
 
 from marketplace.db import db
@@ -541,3 +542,12 @@ def test_portal_names_the_member_who_cannot_hold_customers(live_app, sim):
     assert resp.status_code == 400
     assert "赵磊" in resp.get_data(as_text=True)
     assert db.session.scalar(select(func_count(Channel))) == 0
+
+
+def test_channel_kind_labels_follow_the_reader_language(app):
+    door = channels.Channel(kind="door")
+    with app.test_request_context("/"):
+        assert door.kind_label == "门口海报"
+    with app.test_request_context("/?lang=en"):
+        refresh()  # Flask-Babel caches the locale on the (shared) app context
+        assert door.kind_label == "Door poster"
