@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -87,16 +89,23 @@ def backend(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def app(backend, database_urls, redis_url, tmp_path):
-    """A fresh app per test on each backend; tables and Redis are emptied afterwards."""
-    application = make_test_app(tmp_path / "instance", database_urls[backend], redis_url)
+@contextmanager
+def running_app(instance: Path, database_url: str, redis_url: str, **extra) -> Iterator:
+    """A test app with its context pushed; tables and Redis are emptied afterwards."""
+    application = make_test_app(instance, database_url, redis_url, **extra)
     with application.app_context():
         yield application
         db.session.remove()
-        _truncate_all(database_urls[backend])
+        _truncate_all(database_url)
     application.extensions["redis"].flushdb()
     application.extensions["redis"].close()
+
+
+@pytest.fixture
+def app(backend, database_urls, redis_url, tmp_path):
+    """A fresh app per test on each backend."""
+    with running_app(tmp_path / "instance", database_urls[backend], redis_url) as application:
+        yield application
 
 
 @pytest.fixture
@@ -136,3 +145,22 @@ class LiveServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.thread.join(5)
+
+
+def serve_simulator(tmp: Path, **config) -> LiveServer:
+    """The WeCom simulator on a loopback port with its state under ``tmp``; callbacks go
+    nowhere unless ``WECOM_SIM_CALLBACK_URL`` says otherwise."""
+    from wecom.simulator import create_simulator_app
+
+    server = LiveServer()
+    server.app = create_simulator_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp / "sim-instance"),
+            "WECOM_SIM_DATABASE_URL": f"sqlite:///{tmp / 'sim.db'}",
+            "WECOM_SIM_PUBLIC_URL": server.url,
+            "WECOM_SIM_CALLBACK_URL": f"{server.url}/nowhere/callback",
+            **config,
+        }
+    )
+    return server

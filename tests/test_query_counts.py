@@ -33,6 +33,7 @@ from marketplace.residents.models import (
 from marketplace.residents.tokens import make_token
 from merchants.channels import Channel, ChannelAdd
 from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
+from tests.conftest import running_app, serve_simulator
 from tests.coupons.factories import Shop, make_shop, make_template, tx
 from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
 from tests.merchants.factories import FreshContextClient, login, make_admin, make_manager
@@ -422,17 +423,7 @@ def test_admin_managers_in_constant_queries(client, app, render):
 @pytest.fixture
 def wecom_sim(tmp_path):
     """The WeCom simulator over real HTTP, its own corp directory per test."""
-    from tests.conftest import LiveServer
-    from wecom.simulator import create_simulator_app
-
-    server = LiveServer()
-    server.app = create_simulator_app({
-        "TESTING": True,
-        "INSTANCE_PATH": str(tmp_path / "sim-instance"),
-        "WECOM_SIM_DATABASE_URL": f"sqlite:///{tmp_path / 'sim.db'}",
-        "WECOM_SIM_PUBLIC_URL": server.url,
-        "WECOM_SIM_CALLBACK_URL": "",
-    })
+    server = serve_simulator(tmp_path, WECOM_SIM_CALLBACK_URL="")
     yield server
     server.stop()
 
@@ -441,17 +432,10 @@ def wecom_sim(tmp_path):
 def live_client(backend, database_urls, redis_url, tmp_path, wecom_sim):
     """A portal client on an app whose WeCom client talks to the simulator (as in
     tests/merchants/test_enrolment.py)."""
-    from tests.conftest import _truncate_all, make_test_app
-
-    app = make_test_app(tmp_path / "instance", database_urls[backend], redis_url,
-                        WECOM_API_BASE=f"{wecom_sim.url}/cgi-bin/", PASSWORD_HASH_METHOD="scrypt:1024:8:1")
-    app.test_client_class = FreshContextClient
-    with app.app_context():
+    with running_app(tmp_path / "instance", database_urls[backend], redis_url,
+                     WECOM_API_BASE=f"{wecom_sim.url}/cgi-bin/", PASSWORD_HASH_METHOD="scrypt:1024:8:1") as app:
+        app.test_client_class = FreshContextClient
         yield app.test_client()
-        db.session.remove()
-        _truncate_all(database_urls[backend])
-    app.extensions["redis"].flushdb()
-    app.extensions["redis"].close()
 
 
 def hire_in_wecom(sim_server, count: int) -> list[tuple[str, str]]:

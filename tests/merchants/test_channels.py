@@ -14,6 +14,7 @@ from marketplace.txn import transaction
 from merchants import channels
 from merchants.channels import Channel, ChannelAdd, ChannelError, make_state, parse_state
 from merchants.models import Member, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
+from tests.conftest import running_app, serve_simulator
 
 CST = channels.LOCAL_TZ
 _seq = itertools.count(1)
@@ -308,19 +309,7 @@ class Sim:
 
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory):
-    from tests.conftest import LiveServer
-    from wecom.simulator import create_simulator_app
-
-    server = LiveServer()
-    tmp = tmp_path_factory.mktemp("channels-sim")
-    server.app = create_simulator_app(
-        {
-            "TESTING": True,
-            "WECOM_SIM_DATABASE_URL": f"sqlite:///{tmp / 'sim.db'}",
-            "WECOM_SIM_PUBLIC_URL": server.url,
-            "WECOM_SIM_CALLBACK_URL": f"{server.url}/nowhere/callback",
-        }
-    )
+    server = serve_simulator(tmp_path_factory.mktemp("channels-sim"))
     yield Sim(server.url)
     server.stop()
 
@@ -335,17 +324,9 @@ def sim(simulator):
 @pytest.fixture
 def live_app(backend, database_urls, redis_url, tmp_path, sim):
     """The app with its WeCom client pointed at the simulator."""
-    from tests.conftest import _truncate_all, make_test_app
-
-    application = make_test_app(
-        tmp_path / "instance", database_urls[backend], redis_url, WECOM_API_BASE=f"{sim.url}/cgi-bin/"
-    )
-    with application.app_context():
+    with running_app(tmp_path / "instance", database_urls[backend], redis_url,
+                     WECOM_API_BASE=f"{sim.url}/cgi-bin/") as application:
         yield application
-        db.session.remove()
-        _truncate_all(database_urls[backend])
-    application.extensions["redis"].flushdb()
-    application.extensions["redis"].close()
 
 
 def wecom():

@@ -13,6 +13,7 @@ from merchants import services
 from merchants.forms import CUISINE_LABELS
 from merchants.models import CUISINES, Member, Merchant, ReviewStatus, Store
 from merchants.services import ServiceError
+from tests.conftest import running_app, serve_simulator
 from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
 from tests.merchants.factories import (
     PASSWORD,
@@ -345,19 +346,7 @@ def test_staff_page_explains_an_unreachable_wecom(database_urls, redis_url, tmp_
 
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory):
-    from tests.conftest import LiveServer
-    from wecom.simulator import create_simulator_app
-
-    server = LiveServer()
-    tmp = tmp_path_factory.mktemp("staff-sim")
-    server.app = create_simulator_app(
-        {
-            "TESTING": True,
-            "WECOM_SIM_DATABASE_URL": f"sqlite:///{tmp / 'sim.db'}",
-            "WECOM_SIM_PUBLIC_URL": server.url,
-            "WECOM_SIM_CALLBACK_URL": f"{server.url}/nowhere/callback",
-        }
-    )
+    server = serve_simulator(tmp_path_factory.mktemp("staff-sim"))
     yield server.url
     server.stop()
 
@@ -365,16 +354,10 @@ def simulator(tmp_path_factory):
 @pytest.fixture
 def live_client(backend, database_urls, redis_url, tmp_path, simulator):
     """A portal client on an app whose WeCom client talks to the simulator over HTTP."""
-    from tests.conftest import _truncate_all, make_test_app
-
-    app = make_test_app(tmp_path / "instance", database_urls[backend], redis_url, WECOM_API_BASE=f"{simulator}/cgi-bin/")
-    app.test_client_class = FreshContextClient
-    with app.app_context():
+    with running_app(tmp_path / "instance", database_urls[backend], redis_url,
+                     WECOM_API_BASE=f"{simulator}/cgi-bin/") as app:
+        app.test_client_class = FreshContextClient
         yield app.test_client()
-        db.session.remove()
-        _truncate_all(database_urls[backend])
-    app.extensions["redis"].flushdb()
-    app.extensions["redis"].close()
 
 
 def test_owner_picks_serving_members_from_wecom(live_client):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis as redis_lib
 
-from tests.conftest import LiveServer
+from tests.conftest import serve_simulator
 from wecom.client import RedisTokenStore, WeComClient
 from wecom.defaults import DEMO_CORP_ID, DEMO_CONTACT_SECRET
 
@@ -52,21 +52,12 @@ class SimServer:
 
 @pytest.fixture(scope="session")
 def simulator(tmp_path_factory):
-    from wecom.simulator import create_simulator_app
-
-    server = LiveServer()
-    tmp = tmp_path_factory.mktemp("wecom-sim")
-    server.app = create_simulator_app(
-        {
-            "TESTING": True,
-            "WECOM_CORP_ID": DEMO_CORP_ID,
-            "WECOM_CONTACT_SECRET": DEMO_CONTACT_SECRET,
-            "WECOM_SIM_DATABASE_URL": f"sqlite:///{tmp / 'sim.db'}",
-            "WECOM_SIM_PUBLIC_URL": server.url,
-            "WECOM_SIM_CALLBACK_URL": f"{server.url}/nowhere/callback",
-            "WECOM_SIM_AUTO_CONFIRM_SECONDS": 0,
-            "WECOM_SIM_CALLBACK_TRIES": 1,
-        }
+    server = serve_simulator(
+        tmp_path_factory.mktemp("wecom-sim"),
+        WECOM_CORP_ID=DEMO_CORP_ID,
+        WECOM_CONTACT_SECRET=DEMO_CONTACT_SECRET,
+        WECOM_SIM_AUTO_CONFIRM_SECONDS=0,
+        WECOM_SIM_CALLBACK_TRIES=1,
     )
     yield SimServer(url=server.url, app=server.app)
     server.stop()
