@@ -85,14 +85,11 @@ def send_welcome(welcome_code: str, text: str, attachments: list[dict] | None = 
         return DUPLICATE
     try:
         get_wecom().messages.send_welcome(welcome_code, text=text, attachments=attachments or None)
-    except WeComError as exc:
-        if exc.errcode in MISSED_CODES:
+    except Exception as exc:
+        if isinstance(exc, WeComError) and exc.errcode in MISSED_CODES:
             redis.incr(MISS_COUNTER)
             log.warning("welcome code unusable (%s): %s", exc.errcode, exc.errmsg)
             return MISSED
-        redis.delete(key)
-        raise
-    except Exception:
         redis.delete(key)
         raise
     return SENT

@@ -15,7 +15,6 @@ import hashlib
 import json as jsonlib
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence

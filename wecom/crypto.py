@@ -94,8 +94,7 @@ class WeComCrypto:
 
     def verify_url(self, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
         """GET verification: check the signature, return the decrypted echostr."""
-        self.check_signature(msg_signature, timestamp, nonce, echostr)
-        return self.decrypt(echostr)
+        return self.decrypt_message(msg_signature, timestamp, nonce, echostr)
 
     def decrypt_message(self, msg_signature: str, timestamp: str, nonce: str, encrypt: str) -> str:
         self.check_signature(msg_signature, timestamp, nonce, encrypt)

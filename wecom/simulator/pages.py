@@ -97,7 +97,7 @@ def phone(wechat_user: str):
                                avatar=lambda kind, key: services.avatar_url(sim, kind, key))
 
 
-def _run(action, wechat_user: str):
+def _run(action):
     sim = _sim()
     try:
         with sim.transaction() as session:
@@ -108,23 +108,28 @@ def _run(action, wechat_user: str):
     return result or True
 
 
+def _flash_scan(result) -> bool:
+    """Say how a scan went; False when it failed (``_run`` already flashed why)."""
+    if not isinstance(result, dict):
+        return False
+    flash(_("已添加 %(userid)s 为好友", userid=result["userid"]) if result["added"] else _("已经是好友了"), "ok")
+    return True
+
+
 @bp.post("/phone/<wechat_user>/scan")
 def phone_scan_post(wechat_user: str):
     match = CONFIG_ID.search(request.form.get("code", ""))
     if not match:
         flash(_("没有识别到「联系我」二维码"), "error")
         return redirect(url_for(".phone", wechat_user=wechat_user))
-    result = _run(lambda s, sim: services.scan(s, sim, wechat_user, match.group(1)), wechat_user)
-    if isinstance(result, dict):
-        flash(_("已添加 %(userid)s 为好友", userid=result["userid"]) if result["added"]
-              else _("已经是好友了"), "ok")
+    _flash_scan(_run(lambda s, sim: services.scan(s, sim, wechat_user, match.group(1))))
     return redirect(url_for(".phone", wechat_user=wechat_user))
 
 
 @bp.post("/phone/<wechat_user>/delete")
 def phone_delete(wechat_user: str):
     userid = request.form.get("userid", "")
-    if _run(lambda s, sim: services.delete_contact(s, sim, wechat_user, userid, "customer"), wechat_user):
+    if _run(lambda s, sim: services.delete_contact(s, sim, wechat_user, userid, "customer")):
         flash(_("已删除联系人"), "ok")
     return redirect(url_for(".phone", wechat_user=wechat_user))
 
@@ -132,7 +137,7 @@ def phone_delete(wechat_user: str):
 @bp.post("/phone/<wechat_user>/groups/<chat_id>/<action>")
 def phone_group(wechat_user: str, chat_id: str, action: str):
     fn = {"join": groups.join_group, "leave": groups.leave_group}.get(action) or abort(404)
-    if _run(lambda s, sim: fn(s, sim, wechat_user, chat_id), wechat_user):
+    if _run(lambda s, sim: fn(s, sim, wechat_user, chat_id)):
         flash(_("已加入群聊") if action == "join" else _("已退出群聊"), "ok")
     return redirect(url_for(".phone", wechat_user=wechat_user))
 
@@ -143,7 +148,7 @@ def phone_refuse(wechat_user: str):
         user = services.wechat_user_or_action_error(session, wechat_user)
         groups.refuse_transfer(session, sim, user.external_userid)
 
-    if _run(refuse, wechat_user):
+    if _run(refuse):
         flash(_("已拒绝转接"), "ok")
     return redirect(url_for(".phone", wechat_user=wechat_user))
 
@@ -153,10 +158,7 @@ def phone_scan(config_id: str):
     """What the QR code encodes: pick the diner who scans (or ``?as=``), then add."""
     who = request.values.get("as")
     if who:
-        result = _run(lambda s, sim: services.scan(s, sim, who, config_id), who)
-        if isinstance(result, dict):
-            flash(_("已添加 %(userid)s 为好友", userid=result["userid"]) if result["added"]
-                  else _("已经是好友了"), "ok")
+        if _flash_scan(_run(lambda s, sim: services.scan(s, sim, who, config_id))):
             return redirect(url_for(".phone", wechat_user=who))
     with _sim().reading() as session:
         way = session.get(ContactWay, config_id) or abort(404)
@@ -192,7 +194,7 @@ def console(userid: str):
 
 @bp.post("/console/<userid>/confirm/<msgid>")
 def console_confirm(userid: str, msgid: str):
-    if _run(lambda s, sim: messaging.confirm(s, sim, msgid, userid), userid):
+    if _run(lambda s, sim: messaging.confirm(s, sim, msgid, userid)):
         flash(_("已发送"), "ok")
     return redirect(url_for(".console", userid=userid))
 
@@ -200,7 +202,7 @@ def console_confirm(userid: str, msgid: str):
 @bp.post("/console/<userid>/delete")
 def console_delete(userid: str):
     wechat_user = request.form.get("wechat_user", "")
-    if _run(lambda s, sim: services.delete_contact(s, sim, wechat_user, userid, "member"), userid):
+    if _run(lambda s, sim: services.delete_contact(s, sim, wechat_user, userid, "member")):
         flash(_("已删除客户"), "ok")
     return redirect(url_for(".console", userid=userid))
 
@@ -208,6 +210,6 @@ def console_delete(userid: str):
 @bp.post("/console/<userid>/remark")
 def console_remark(userid: str):
     wechat_user, remark = request.form.get("wechat_user", ""), request.form.get("remark", "")
-    if _run(lambda s, sim: services.console_edit_contact(s, sim, userid, wechat_user, remark=remark), userid):
+    if _run(lambda s, sim: services.console_edit_contact(s, sim, userid, wechat_user, remark=remark)):
         flash(_("备注已保存"), "ok")
     return redirect(url_for(".console", userid=userid))

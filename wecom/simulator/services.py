@@ -339,12 +339,17 @@ def visible_follows(session: Session, external_userid: str) -> list[Follow]:
     )
 
 
-def follow_or_error(session: Session, userid: str, external_userid: str) -> Follow:
-    follow = session.scalar(
+def visible_follow(session: Session, userid: str, external_userid: str) -> Follow | None:
+    """The member's relationship with the customer unless the member deleted them."""
+    return session.scalar(
         select(Follow).where(
             Follow.userid == userid, Follow.external_userid == external_userid, Follow.status != "member_deleted"
         )
     )
+
+
+def follow_or_error(session: Session, userid: str, external_userid: str) -> Follow:
+    follow = visible_follow(session, userid, external_userid)
     if follow is None:
         raise ApiError(84061)
     return follow
@@ -658,10 +663,7 @@ def delete_contact(session: Session, sim, wechat_user: str, userid: str, by: str
     """``by="customer"``: the diner deletes the member (del_follow_user);
     ``by="member"``: the member deletes the diner in the console (del_external_contact)."""
     user = wechat_user_or_action_error(session, wechat_user)
-    follow = session.scalar(
-        select(Follow).where(Follow.userid == userid, Follow.external_userid == user.external_userid,
-                             Follow.status != "member_deleted")
-    )
+    follow = visible_follow(session, userid, user.external_userid)
     if follow is None:
         raise ActionError("不是好友关系")
     if by == "customer":
@@ -681,10 +683,7 @@ def console_edit_contact(session: Session, sim, userid: str, wechat_user: str, *
                          description: str | None = None, add_tag: list[str] = (), remove_tag: list[str] = ()) -> None:
     """A member edits a customer in the WeCom app: edit_external_contact."""
     user = wechat_user_or_action_error(session, wechat_user)
-    follow = session.scalar(
-        select(Follow).where(Follow.userid == userid, Follow.external_userid == user.external_userid,
-                             Follow.status != "member_deleted")
-    )
+    follow = visible_follow(session, userid, user.external_userid)
     if follow is None:
         raise ActionError("不是好友关系")
     if remark is not None:

@@ -70,8 +70,12 @@ class Settings:
                 raise ValueError(f"unknown or read-only setting: {key}")
             if key == "quota_rule" and value not in QUOTA_RULES:
                 raise ValueError(f"quota_rule must be one of {', '.join(QUOTA_RULES)}")
-            kind = types[key]
-            setattr(self, key, value if kind == "str" else (int(value) if kind == "int" else float(value)))
+            setattr(self, key, _coerce(types[key], value))
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """A raw (string or JSON) value as the field's declared type (annotations are strings)."""
+    return int(value) if kind == "int" else float(value) if kind == "float" else value
 
 
 # Setting attribute -> environment / config key.
@@ -111,15 +115,10 @@ def load_settings(config: dict[str, Any], instance_path: str) -> Settings:
         raw["callback_url"] = f"{base.rstrip('/')}/wecom/callback"
     types = {f.name: f.type for f in fields(settings)}
     for attr, value in raw.items():
-        kind = types[attr]
         if attr == "faults":
             value = json.loads(value) if isinstance(value, str) else value
             value = value if isinstance(value, list) else [value]
-        elif kind == "int":
-            value = int(value)
-        elif kind == "float":
-            value = float(value)
-        setattr(settings, attr, value)
+        setattr(settings, attr, _coerce(types[attr], value))
     if settings.quota_rule not in QUOTA_RULES:
         raise ValueError(f"WECOM_SIM_QUOTA_RULE must be one of {', '.join(QUOTA_RULES)}")
     if not settings.database_url:
