@@ -34,12 +34,12 @@ from marketplace.residents.models import (
     TasteSignal,
     TransferItem,
 )
+from marketplace.residents.services import holder_ref
 from marketplace.wecom_events import WeComEvent
 from merchants.channels import Channel, ChannelAdd
 from merchants.models import Member, Store
 
 CLOSE_REASON_ERASED = "erased"
-HOLDER_PREFIX = "r:"  # coupons' holder_ref for a resident (see coupons.models.Coupon)
 
 
 def tombstone(resident_id: int) -> str:
@@ -70,7 +70,7 @@ def _row(obj, *names: str) -> dict[str, Any]:
 
 
 def _coupons_of(session: Session, resident: Resident) -> list[Coupon]:
-    refs = {resident.external_userid, f"{HOLDER_PREFIX}{resident.id}"}
+    refs = {resident.external_userid, holder_ref(resident.id)}
     return list(
         session.scalars(
             select(Coupon)

@@ -18,7 +18,7 @@ from marketplace.residents import transfers as svc
 from marketplace.residents.models import TransferItemStatus, TransferKind, TransferStatus
 from marketplace.txn import transaction
 from merchants.forms import CsrfForm, options
-from merchants.services import ServiceError, get_store_for, store_staff_changed
+from merchants.services import LOCAL_TZ, ServiceError, get_store_for, store_staff_changed
 from merchants.views import register_store_link
 
 bp = Blueprint("transfers", __name__, url_prefix="/portal/transfers")
@@ -48,8 +48,6 @@ class TransferForm(FlaskForm):
 @bp.app_template_filter("transfer_time")
 def _transfer_time(value) -> str:
     """Aware UTC → local (Asia/Shanghai) "2025-06-02 12:30"."""
-    from merchants.services import LOCAL_TZ
-
     return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") if value else ""
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 from werkzeug.exceptions import NotFound
 
+from coupons.services import mask_holder
 from marketplace.auth.models import Role, User
 from marketplace.db import db, utcnow
 from marketplace.extensions import QUEUE_DEFAULT, enqueue, get_redis
@@ -44,10 +45,11 @@ from marketplace.residents.models import (
     TransferKind,
     TransferStatus,
 )
+from marketplace.residents.services import REASON_MEMBER_DELETED, REASON_TRANSFER, open_relationship
 from marketplace.txn import transaction
-from merchants.models import Member, Store, StoreMember
+from merchants.models import Member, Merchant, Store, StoreMember
 from merchants.services import ServiceError, stores_visible_to
-from wecom.client import TRANSFER_BATCH, WeComError, chunked
+from wecom.client import TRANSFER_BATCH, WeComError, chunked, hint_for
 from wecom.events import registry
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,6 @@ DEFAULT_POLL_SECONDS = 15 * 60  # WeCom completes after 24 h; no need to ask mor
 DEFAULT_GIVE_UP_HOURS = 72  # items WeCom has not settled by then fail (it takes 24 h)
 POLLED_KEY = "linli:transfers:polled:{}"  # set for TRANSFER_POLL_SECONDS after each sweep's poll
 STALE_SEND = timedelta(minutes=5)  # queued this long: the send job was lost, the sweep sends
-REASON_TRANSFER = "transfer"
 
 # Per-customer errcodes from transfer_customer. "Waiting": accepted now, or already in a
 # transfer (a re-send after a crash between WeCom's answer and our commit). "Refused": WeCom
@@ -604,7 +605,6 @@ def poll_transfer(transfer_id: int) -> str:
         if utcnow() - transfer.created_at > give_up_after():
             give_up_waiting(db.session, transfer)
         finished = maybe_finish(db.session, transfer)
-        queued = _count(db.session, transfer_id, TransferItemStatus.queued)
     _announce(moved)
     return f"{len(moved)} moved" + (", finished" if finished else "")
 
@@ -716,8 +716,6 @@ def move_relationships(session: Session, transfer: MemberTransfer, resident_id: 
     the merchant's stores (or at no store) closes with reason ``transfer`` and reopens for the
     colleague with the same store and channel. A relationship the ``del_external_contact``
     (``DELETE_BY_TRANSFER``) event already closed is counted as moved too. Idempotent."""
-    from marketplace.residents.services import open_relationship
-
     now = utcnow()
     rels = session.scalars(
         select(ContactRelationship)
@@ -731,7 +729,7 @@ def move_relationships(session: Session, transfer: MemberTransfer, resident_id: 
             or_(
                 ContactRelationship.status == RelationshipStatus.open,
                 and_(
-                    ContactRelationship.close_reason.in_((REASON_TRANSFER, "del_external_contact")),
+                    ContactRelationship.close_reason.in_((REASON_TRANSFER, REASON_MEMBER_DELETED)),
                     ContactRelationship.closed_at >= transfer.created_at,
                 ),
             ),
@@ -858,9 +856,7 @@ def mask_name(name: str | None, fallback: str = "") -> str:
     name = (name or "").strip()
     if name:
         return name[0] + "*" * max(1, len(name) - 1)
-    if not fallback:
-        return "***"
-    return fallback[0] + "***" if len(fallback) <= 4 else f"{fallback[:2]}***{fallback[-2:]}"
+    return mask_holder(fallback)
 
 
 def errcode_label(code: int | None, status: TransferItemStatus) -> str:
@@ -868,8 +864,6 @@ def errcode_label(code: int | None, status: TransferItemStatus) -> str:
         return str(_l("顾客拒绝转接"))
     if code is None:
         return str(_l("企业微信未返回结果"))
-    from wecom.client import hint_for
-
     label = ERRCODE_LABELS.get(code) or hint_for(code) or _l("错误")
     return str(_l("%(label)s（%(code)s）", label=label, code=code))
 
@@ -887,10 +881,16 @@ class Progress:
     to_member: Member
     counts: dict[TransferItemStatus, int]
     batches: list[tuple[int, dict[TransferItemStatus, int]]]
-    refused: list[Problem]
+    refused: list[Problem]  # the first PROBLEMS_SHOWN of each
     failed: list[Problem]
-    refused_total: int
-    failed_total: int
+
+    @property
+    def refused_total(self) -> int:
+        return self.counts[TransferItemStatus.refused]
+
+    @property
+    def failed_total(self) -> int:
+        return self.counts[TransferItemStatus.failed]
 
     @property
     def running(self) -> bool:
@@ -937,8 +937,6 @@ def progress(session: Session, transfer: MemberTransfer) -> Progress:
         batches=sorted(batches.items()),
         refused=problems(TransferItemStatus.refused),
         failed=problems(TransferItemStatus.failed),
-        refused_total=counts[TransferItemStatus.refused],
-        failed_total=counts[TransferItemStatus.failed],
     )
 
 
@@ -955,8 +953,6 @@ class TransferRow:
 
 def list_transfers(session: Session, user: User, limit: int = 100) -> list[TransferRow]:
     """The latest transfers ``user`` may see, with their counts (no per-row queries)."""
-    from merchants.models import Merchant
-
     transfers = list(
         session.scalars(transfers_visible_to(session, user).order_by(MemberTransfer.id.desc()).limit(limit))
     )
