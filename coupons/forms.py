@@ -22,7 +22,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from coupons.models import CouponKind, TemplateStatus
-from coupons.services import WEEKDAY_LABELS, kind_label, status_label
+from coupons.services import WEEKDAY_LABELS, hhmm, kind_label, status_label, yuan
 
 MAX_YUAN = Decimal(1_000_000)
 _HHMM = re.compile(r"^([01]?\d|2[0-4])[:：]([0-5]\d)$")
@@ -73,10 +73,7 @@ class YuanField(StringField):
     def _value(self):
         if getattr(self, "raw_text", None) is not None:
             return self.raw_text
-        if self.data is None:
-            return ""
-        whole, cents = divmod(int(self.data), 100)
-        return f"{whole}" if not cents else f"{whole}.{cents:02d}"
+        return yuan(self.data)
 
 
 class TimeOfDayField(StringField):
@@ -94,7 +91,7 @@ class TimeOfDayField(StringField):
     def _value(self):
         if getattr(self, "raw_text", None) is not None:
             return self.raw_text
-        return "" if self.data is None else f"{self.data // 60:02d}:{self.data % 60:02d}"
+        return hhmm(self.data)
 
 
 class MultiCheckboxField(SelectMultipleField):

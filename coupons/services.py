@@ -355,6 +355,15 @@ def _validity(t: CouponTemplate, now: datetime) -> tuple[datetime, datetime]:
     return local_midnight(t.valid_from), local_midnight(t.valid_until + timedelta(days=1))
 
 
+def _held(session: Session, template_id: int, holder_ref: str) -> int:
+    """The highest ``holder_seq`` this diner holds of the template (0 = none yet)."""
+    return session.scalar(
+        select(func.coalesce(func.max(Coupon.holder_seq), 0)).where(
+            Coupon.template_id == template_id, Coupon.holder_ref == holder_ref
+        )
+    )
+
+
 def issue_coupon(
     session: Session,
     template_id: int,
@@ -373,11 +382,7 @@ def issue_coupon(
         raise IssueError("inactive", str(_l("这张券当前不可领取")))
     if t.valid_until is not None and now >= local_midnight(t.valid_until + timedelta(days=1)):
         raise IssueError("ended", str(_l("这张券已过领取期")))
-    held = session.scalar(
-        select(func.coalesce(func.max(Coupon.holder_seq), 0)).where(
-            Coupon.template_id == t.id, Coupon.holder_ref == holder_ref
-        )
-    )
+    held = _held(session, t.id, holder_ref)
     if held >= t.per_diner_limit:
         raise IssueError("limit", str(_l("每人限领 %(n)d 张，您已领过", n=t.per_diner_limit)))
     valid_from, valid_until = _validity(t, now)
@@ -405,11 +410,7 @@ def issue_coupon(
                 session.flush()
         except IntegrityError:
             # a racing claim by the same diner took this seq, or (2^-50) a code collision
-            held = session.scalar(
-                select(func.coalesce(func.max(Coupon.holder_seq), 0)).where(
-                    Coupon.template_id == t.id, Coupon.holder_ref == holder_ref
-                )
-            )
+            held = _held(session, t.id, holder_ref)
             if held >= t.per_diner_limit:
                 raise IssueError("limit", str(_l("每人限领 %(n)d 张，您已领过", n=t.per_diner_limit)))
             continue
@@ -464,8 +465,9 @@ def _local(dt: datetime) -> datetime:
     return dt.astimezone(LOCAL_TZ)
 
 
-def _fmt(dt: datetime) -> str:
-    return _local(dt).strftime("%Y-%m-%d %H:%M")
+def local_time(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An aware timestamp as local wall time ('' for None); also the templates' ``local_time``."""
+    return _local(dt).strftime(fmt) if dt else ""
 
 
 def _live_redemption(session: Session, coupon_id: int) -> Redemption | None:
@@ -477,11 +479,12 @@ def _live_redemption(session: Session, coupon_id: int) -> Redemption | None:
 def already_redeemed_error(session: Session, coupon: Coupon) -> RedemptionError:
     red = _live_redemption(session, coupon.id)
     when = red.redeemed_at if red else coupon.redeemed_at
-    store = session.get(Store, red.store_id if red else coupon.redeemed_store_id) if (red or coupon.redeemed_store_id) else None
+    store_id = red.store_id if red else coupon.redeemed_store_id
+    store = session.get(Store, store_id) if store_id else None
     where = store.name if store else "?"
     return RedemptionError(
         "already_redeemed",
-        str(_l("这张券已于 %(when)s 在 %(where)s 核销", when=_fmt(when) if when else "?", where=where)),
+        str(_l("这张券已于 %(when)s 在 %(where)s 核销", when=local_time(when) or "?", where=where)),
         redeemed_at=when, store_name=where,
     )
 
@@ -506,10 +509,10 @@ def check_redeemable(
         raise RedemptionError("void", str(_l("这张券已作废")))
     if coupon.status == CouponStatus.expired or now >= coupon.valid_until:
         raise RedemptionError(
-            "expired", str(_l("这张券已于 %(t)s 过期", t=_fmt(coupon.valid_until))))
+            "expired", str(_l("这张券已于 %(t)s 过期", t=local_time(coupon.valid_until))))
     if now < coupon.valid_from:
         raise RedemptionError(
-            "not_yet_valid", str(_l("这张券 %(t)s 起才能使用", t=_fmt(coupon.valid_from))))
+            "not_yet_valid", str(_l("这张券 %(t)s 起才能使用", t=local_time(coupon.valid_from))))
     local = _local(now)
     if not t.weekdays_mask & (1 << local.weekday()):
         raise RedemptionError(

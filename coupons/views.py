@@ -23,7 +23,6 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -35,6 +34,7 @@ from marketplace.auth.models import Role
 from marketplace.db import db
 from marketplace.extensions import get_redis
 from marketplace.txn import transaction
+from merchants.channels import channel_counts, store_channels
 from merchants.models import Merchant, ReviewStatus, Store
 
 bp = Blueprint("coupons", __name__)
@@ -47,12 +47,8 @@ def _coupon_helpers() -> dict:
     return {
         "coupon_headline": svc.headline, "coupon_kind": svc.kind_label, "yuan": svc.yuan,
         "coupon_status": svc.status_label, "weekdays_text": svc.weekdays_text,
-        "hours_text": svc.hours_text, "format_code": svc.format_code, "local_time": _local_time,
+        "hours_text": svc.hours_text, "format_code": svc.format_code, "local_time": svc.local_time,
     }
-
-
-def _local_time(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    return dt.astimezone(svc.LOCAL_TZ).strftime(fmt) if dt else ""
 
 
 def _merchant_id() -> int:
@@ -246,7 +242,8 @@ def _desk_store() -> Store:
             abort(404)
         return _my_store(current_user.store_id)
     wanted = request.values.get("store_id", type=int) or web_session.get("desk_store_id")
-    stores = [s for s in _my_stores() if s.status == ReviewStatus.approved] or _my_stores()
+    mine = _my_stores()
+    stores = [s for s in mine if s.status == ReviewStatus.approved] or mine
     if not stores:
         abort(404)
     store = next((s for s in stores if s.id == wanted), stores[0])
@@ -372,12 +369,8 @@ def reverse(redemption_id: int):
 # ------------------------------------------------------------------ dashboard
 
 
-def _channel_contacts(store_id: int) -> list[tuple[str, int]] | None:
-    """Contacts by channel from the channels package, if it's there (two queries)."""
-    try:
-        from merchants.channels import channel_counts, store_channels
-    except ImportError:
-        return None
+def _channel_contacts(store_id: int) -> list[tuple[str, int]]:
+    """Contacts by channel (two queries)."""
     counts = channel_counts(db.session, store_id)
     return [(c.name, counts.get(c.id, 0)) for c in store_channels(db.session, store_id, active_only=False)]
 
@@ -402,9 +395,4 @@ def dashboard(store_id: int | None = None):
 
 
 def init_app(app) -> None:
-    app.register_blueprint(bp)
-    try:
-        from merchants.views import register_store_link
-    except ImportError:
-        return
-    register_store_link("coupons.dashboard", _l("经营看板"))
+    app.register_blueprint(bp)  # its store link is registered in merchants.views

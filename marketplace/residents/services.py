@@ -24,7 +24,7 @@ from marketplace.db import utcnow
 from marketplace.residents import taste
 from marketplace.residents.models import ContactRelationship, RelationshipStatus, Resident, SignalSource
 from merchants.channels import Channel, parse_state, record_add
-from merchants.models import CUISINES, Member, Store
+from merchants.models import Member, Store
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def open_relationship(
 
 def record_scan_signals(session: Session, resident_id: int, store: Store, at: datetime) -> list[str]:
     """One scan signal per cuisine of the store (``ref=store:<id>``: repeats refresh, not add)."""
-    cuisines = [c for c in dict.fromkeys(store.cuisines or []) if c in CUISINES]
+    cuisines = taste.store_cuisines(store)
     for cuisine in cuisines:
         taste.record_signal(session, resident_id, cuisine, SignalSource.scan, ref=f"store:{store.id}", at=at)
     return cuisines
@@ -259,9 +259,7 @@ def grant_welcome_coupon(
 class AddResult:
     resident_id: int
     member_id: int
-    relationship_id: int
     store: Store | None
-    channel_id: int | None
     first_time: bool  # the resident is new to us
     opened: bool  # this event created or reopened the relationship
     cuisines: list[str] = field(default_factory=list)  # scan signals recorded
@@ -292,8 +290,7 @@ def contact_added(
         session, resident.id, member.id, store.id if store else None, channel.id if channel else None, at
     )
     result = AddResult(
-        resident_id=resident.id, member_id=member.id, relationship_id=rel.id, store=store,
-        channel_id=channel.id if channel else None, first_time=first_time, opened=opened,
+        resident_id=resident.id, member_id=member.id, store=store, first_time=first_time, opened=opened,
     )
     if store is not None:
         result.cuisines = record_scan_signals(session, resident.id, store, at)

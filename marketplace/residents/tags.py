@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flask import current_app
-from redis.exceptions import LockError
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 from sqlalchemy import func, select, update
@@ -48,7 +46,7 @@ from marketplace.residents.models import (
     SignalSource,
     TasteSignal,
 )
-from marketplace.residents.throttle import Semaphore, SemaphoreTimeout
+from marketplace.residents.throttle import Lease, Semaphore, SemaphoreTimeout
 from marketplace.txn import transaction
 from merchants.models import CUISINES, Member, Region, RegionLevel, Store
 from wecom.client import WeComError
@@ -90,18 +88,13 @@ def _wecom():
     return get_wecom()
 
 
-@contextmanager
-def _redis_lock(name: str) -> Iterator[None]:
-    lock = get_redis().lock(f"linli:tags:{name}", timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_WAIT)
-    if not lock.acquire():
-        raise TagSyncDeferred(f"lock {name} busy")
+def _redis_lock(name: str) -> Lease:
+    """One holder at a time across processes (a one-slot ``throttle.Semaphore``); use it in
+    ``with``. Still busy after ``LOCK_WAIT``: ``TagSyncDeferred``."""
     try:
-        yield
-    finally:
-        try:
-            lock.release()
-        except LockError:  # expired while we worked: nothing left to release
-            pass
+        return Semaphore(get_redis(), f"tags:{name}", 1, lease=LOCK_TIMEOUT).acquire(timeout=LOCK_WAIT)
+    except SemaphoreTimeout:
+        raise TagSyncDeferred(f"lock {name} busy") from None
 
 
 def mark_tag_throttle(corp_id: str) -> Semaphore:
@@ -683,7 +676,7 @@ def record_redeem_signal(coupon_id: int, store_id: int) -> list[str]:
         resident = db.session.get(Resident, coupon.resident_id)
         if resident is None or resident.erased_at is not None:
             return []
-        cuisines = [c for c in dict.fromkeys(store.cuisines or []) if c in CUISINES]
+        cuisines = taste.store_cuisines(store)
         for cuisine in cuisines:
             taste.record_signal(
                 db.session, resident.id, cuisine, SignalSource.redeem, ref=f"coupon:{coupon_id}",

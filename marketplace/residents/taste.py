@@ -25,6 +25,11 @@ SOURCE_WEIGHTS: dict[SignalSource, float] = {
 PREFERENCE_THRESHOLD = 0.75
 
 
+def store_cuisines(store) -> list[str]:
+    """A store's known cuisines, each once, in its own order (one signal each)."""
+    return [c for c in dict.fromkeys(store.cuisines or []) if c in CUISINES]
+
+
 def record_signal(
     session: Session,
     resident_id: int,
