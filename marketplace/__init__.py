@@ -27,8 +27,6 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.from_mapping(settings.as_flask_config())
     app.config.setdefault("MAX_CONTENT_LENGTH", 8 * 1024 * 1024)
-    app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from marketplace import i18n

@@ -15,6 +15,7 @@ from marketplace.txn import transaction
 from merchants import services
 from merchants.forms import ManagerForm, RegionForm, options
 from merchants.services import ServiceError
+from merchants.views import _show_error
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -31,9 +32,7 @@ def regions():
                     db.session, name=form.name.data, level=form.level.data, parent_id=form.parent_id.data or None
                 )
         except ServiceError as exc:
-            (getattr(form, exc.field).errors if exc.field and hasattr(form, exc.field) else form.form_errors).append(
-                str(exc.message)
-            )
+            _show_error(form, exc)
         except IntegrityError:
             form.name.errors.append(_("同一上级下已有同名区域。"))
         else:
@@ -56,9 +55,7 @@ def managers():
                     region_ids=form.regions.data or [], display_name=form.display_name.data,
                 )
         except AccountError as exc:
-            (getattr(form, exc.field).errors if exc.field and hasattr(form, exc.field) else form.form_errors).append(
-                str(exc.message)
-            )
+            _show_error(form, exc)
         except IntegrityError:
             form.username.errors.append(_("用户名已被占用。"))
         else:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import threading
 from datetime import datetime, timezone
-from typing import Annotated
 
 from flask import has_app_context
 from flask.globals import app_ctx
-from sqlalchemy import DateTime, MetaData, String, create_engine, event
+from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, scoped_session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -47,14 +46,6 @@ class TZDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value
-
-
-intpk = Annotated[int, mapped_column(primary_key=True)]
-str30 = Annotated[str, mapped_column(String(30))]
-str64 = Annotated[str, mapped_column(String(64))]
-str128 = Annotated[str, mapped_column(String(128))]
-str255 = Annotated[str, mapped_column(String(255))]
-timestamp = Annotated[datetime, mapped_column(TZDateTime())]
 
 
 class Base(DeclarativeBase):

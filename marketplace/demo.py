@@ -23,7 +23,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from marketplace.auth.models import Role, User
-from marketplace.db import utcnow
 from merchants.models import Member, Merchant, Region, RegionLevel, ReviewStatus, Store
 
 log = logging.getLogger(__name__)
@@ -359,23 +358,12 @@ def _seed_templates(session: Session, merchant: Merchant, store: Store, spec: De
 
 
 def sync_members(session: Session, wecom) -> tuple[int, int]:
-    """Upsert every corp member; only those in ``get_follow_user_list`` may hold customers."""
-    users = wecom.users.simplelist(department_id=1, fetch_child=True)
-    holders = set(wecom.customers.follow_user_list())
-    existing = {m.userid: m for m in session.scalars(select(Member))}
-    added = 0
-    for user in users:
-        member = existing.get(user["userid"])
-        if member is None:
-            member = Member(userid=user["userid"])
-            session.add(member)
-            added += 1
-        member.name = user.get("name", "") or member.name
-        member.can_hold_customers = user["userid"] in holders
-        member.active = True
-        member.synced_at = utcnow()
-    session.flush()
-    return added, len(users)
+    """The staff page's member sync (``merchants.services``); returns (new, active) counts."""
+    from merchants import services
+
+    known = set(session.scalars(select(Member.userid)))
+    members = services.upsert_members(session, *services.fetch_corp_members(wecom))
+    return len({m.userid for m in members} - known), len(members)
 
 
 def _demo_stores(session: Session) -> list[tuple[DemoStore, Store]]:
@@ -394,7 +382,7 @@ def seed_channels(session: Session, wecom) -> list[str]:
     """Serving staff for demo stores that have none, every missing demo channel code, and a
     new contact way for any demo code WeCom no longer knows (a reset simulator)."""
     from merchants import services
-    from merchants.channels import Channel, ChannelError, create_channel
+    from merchants.channels import Channel, ChannelError, add_contact_way, create_channel
 
     staffed = created = repaired = 0
     problems: list[str] = []
@@ -421,7 +409,7 @@ def seed_channels(session: Session, wecom) -> list[str]:
                         create_channel(session, wecom, store, name=name, kind=kind)
                         created += 1
                     elif channel.active and channel.config_id and _contact_way_missing(wecom, channel.config_id):
-                        _recreate_contact_way(wecom, store, channel)
+                        add_contact_way(wecom, store, channel)  # same state, new config_id and QR
                         repaired += 1
             except ChannelError as exc:
                 problems.append(f"{store.name}·{name}: {exc}")
@@ -440,16 +428,6 @@ def _contact_way_missing(wecom, config_id: str) -> bool:
             return True
         raise
     return False
-
-
-def _recreate_contact_way(wecom, store: Store, channel) -> None:
-    """Same state (so scans still count for this channel), new config_id and QR."""
-    result = wecom.contact_way.add(
-        type=2, scene=2, user=list(channel.users or []), state=channel.state,
-        remark=f"{store.name}·{channel.name}"[:30], skip_verify=channel.skip_verify,
-    )
-    channel.config_id = result["config_id"]
-    channel.qr_code = result["qr_code"]
 
 
 def _app_wecom():

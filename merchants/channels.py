@@ -276,19 +276,26 @@ def create_channel(
     session.flush()
     channel.state = make_state(store.id, channel.id)
     channel.skip_verify = is_open(store.opening_hours, now) if auto_accept_hours_only else True
+    channel.users = users
+    add_contact_way(client, store, channel)
+    session.flush()
+    return channel
+
+
+def add_contact_way(client, store: Store, channel: Channel) -> None:
+    """Create the channel's contact way from what the row says (members, state, auto-accept)
+    and keep its ``config_id`` and QR; also re-creates one WeCom has lost (same state, so
+    scans still count for this channel)."""
     result = client.contact_way.add(
         type=2,
         scene=2,
-        user=users,
+        user=list(channel.users or []),
         state=channel.state,
-        remark=f"{store.name}·{name}"[:30],
+        remark=f"{store.name}·{channel.name}"[:30],
         skip_verify=channel.skip_verify,
     )
     channel.config_id = result["config_id"]
     channel.qr_code = result["qr_code"]
-    channel.users = users
-    session.flush()
-    return channel
 
 
 def store_channels(session: Session, store_id: int, *, active_only: bool = True) -> list[Channel]:

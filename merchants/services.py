@@ -168,15 +168,11 @@ def build_opening_hours(groups: list[tuple[list[str], str]]) -> dict[str, list[l
 
 def is_open_at(opening_hours: dict, when: datetime) -> bool:
     """Whether ``when`` (aware) falls in the store's opening hours (local time, Asia/Shanghai).
-    Empty hours mean always open."""
-    if not opening_hours:
-        return True
-    local = when.astimezone(LOCAL_TZ)
-    minute = local.hour * 60 + local.minute
-    for start, end in opening_hours.get(WEEKDAYS[local.weekday()], []):
-        if _minutes(*start.split(":")) <= minute < _minutes(*end.split(":")):
-            return True
-    return False
+    Empty hours mean always open. One rule for the whole app: the channel codes' (which also
+    knows ranges that run past midnight)."""
+    from merchants.channels import is_open
+
+    return is_open(opening_hours, when)
 
 
 # --------------------------------------------------------------------------- regions

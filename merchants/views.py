@@ -295,7 +295,6 @@ def store_cashiers(store_id: int):
         else:
             flash(_("收银员账号已创建。"))
             return redirect(url_for("merchants.store_cashiers", store_id=store_id))
-    store = services.get_store_for(db.session, current_user, store_id)
     status = 400 if (form.errors or form.form_errors) else 200
     return render_template(
         "merchants/cashiers.html", store=store, form=form, toggle_form=CsrfForm(),
