@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import func, select  # noqa: E402
 
 from bench.common import bench_app  # noqa: E402
-from marketplace.db import db  # noqa: E402
-from marketplace.extensions import QUEUE_HIGH, get_queue  # noqa: E402
+from core.db import db  # noqa: E402
+from core.extensions import QUEUE_HIGH, get_queue  # noqa: E402
 from wecom.crypto import WeComCrypto  # noqa: E402
 
 EVENT = (
@@ -103,7 +103,7 @@ def main() -> int:
         timed("AES decrypt alone", args.events, decrypt)
 
         with app.app_context():
-            from marketplace.wecom_events import WeComEvent
+            from core.inbox import WeComEvent
 
             stored = db.session.scalar(select(func.count()).select_from(WeComEvent))
             queued = get_queue(QUEUE_HIGH).count

@@ -16,8 +16,8 @@ from sqlalchemy import create_engine  # noqa: E402
 
 from marketplace import create_app  # noqa: E402
 from marketplace.all_models import metadata  # noqa: E402
-from marketplace.db import db  # noqa: E402
-from marketplace.embedded_redis import EmbeddedRedis  # noqa: E402
+from core.db import db  # noqa: E402
+from core.embedded_redis import EmbeddedRedis  # noqa: E402
 
 
 @contextmanager

@@ -51,8 +51,8 @@ from coupons.models import (  # noqa: E402
     TemplateStatus,
 )
 from marketplace.all_models import metadata  # noqa: E402
-from marketplace.auth.models import Role, User  # noqa: E402
-from marketplace.db import db  # noqa: E402
+from accounts.models import Role, User  # noqa: E402
+from core.db import db  # noqa: E402
 from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store  # noqa: E402
 
 VALID_DAYS = 30

@@ -43,11 +43,11 @@ from sqlalchemy.exc import DBAPIError  # noqa: E402
 from bench.common import bench_app  # noqa: E402
 from coupons import services as svc  # noqa: E402
 from coupons.models import Coupon, CouponKind, CouponStatus, CouponTemplate, Redemption, TemplateStatus  # noqa: E402
-from marketplace.auth.models import Role, User  # noqa: E402
-from marketplace.db import db  # noqa: E402
-from marketplace.extensions import QUEUE_DEFAULT, get_queue  # noqa: E402
-from marketplace.residents.models import Resident  # noqa: E402
-from marketplace.txn import transaction  # noqa: E402
+from accounts.models import Role, User  # noqa: E402
+from core.db import db  # noqa: E402
+from core.extensions import QUEUE_DEFAULT, get_queue  # noqa: E402
+from residents.models import Resident  # noqa: E402
+from core.txn import transaction  # noqa: E402
 from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store  # noqa: E402
 
 BILL_FEN = 12800  # 128 元, above the template's 100 元 threshold

@@ -27,8 +27,8 @@ from coupons.models import (
     RedemptionReversal,
     TemplateStatus,
 )
-from coupons.signals import coupon_redeemed, redemption_reversed, send_after_commit
-from marketplace.auth.models import Role, User
+from core.signals import coupon_redeemed, redemption_reversed, send_after_commit
+from accounts.models import Role, User
 from merchants.models import Store
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")

@@ -29,11 +29,11 @@ from sqlalchemy import select
 from coupons import services as svc
 from coupons.forms import CodeForm, ConfirmForm, ReverseForm, StatusForm, TemplateForm
 from coupons.models import Coupon, CouponKind, CouponTemplate, Redemption, TemplateStatus
-from marketplace.auth import require_role
-from marketplace.auth.models import Role
-from marketplace.db import db
-from marketplace.extensions import get_redis
-from marketplace.txn import transaction
+from accounts import require_role
+from accounts.models import Role
+from core.db import db
+from core.extensions import get_redis
+from core.txn import transaction
 from merchants.channels import channel_counts, store_channels
 from merchants.models import Merchant, ReviewStatus, Store
 

@@ -6,7 +6,13 @@ from pathlib import Path
 
 from flask import Flask
 
-from marketplace.config import ROOT, Settings
+import accounts
+from core import i18n
+from core import wecom as wecom_setup
+from core.config import ROOT, Settings
+from core.extensions import db, init_redis
+from marketplace import views, welcome  # noqa: F401  (welcome registers the add-contact flow)
+from residents import handlers, tags, transfers  # noqa: F401  (WeCom event handlers, signal receivers)
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -29,23 +35,11 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.setdefault("MAX_CONTENT_LENGTH", 8 * 1024 * 1024)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from marketplace import i18n
-    from marketplace.extensions import db, init_redis
-
     db.init_app(app)
     init_redis(app)
     i18n.init_app(app)
 
-    from marketplace import auth, wecom_setup, views
-
     wecom_setup.init_app(app)
     views.init_app(app)
-    auth.init_app(app)  # after the blueprints: it exempts the WeCom callback from CSRF
-    _register_event_handlers()
+    accounts.init_app(app)  # after the blueprints: it exempts the WeCom callback from CSRF
     return app
-
-
-def _register_event_handlers() -> None:
-    """Domain modules subscribe to WeCom events on import (``wecom.events.registry``)."""
-    from marketplace import welcome  # noqa: F401
-    from marketplace.residents import handlers, tags, transfers  # noqa: F401

@@ -7,11 +7,11 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from marketplace.auth import require_role
-from marketplace.auth.models import Role, User
-from marketplace.auth.services import AccountError, create_manager
-from marketplace.db import db
-from marketplace.txn import transaction
+from accounts import require_role
+from accounts.models import Role, User
+from accounts.services import AccountError, create_manager
+from core.db import db
+from core.txn import transaction
 from merchants import services
 from merchants.forms import ManagerForm, RegionForm, options
 from merchants.services import ServiceError

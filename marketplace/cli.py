@@ -16,7 +16,7 @@ import click
 from flask import current_app, has_app_context
 from flask.cli import FlaskGroup
 
-from marketplace.config import DEFAULT_INSTANCE, ROOT, Settings
+from core.config import DEFAULT_INSTANCE, ROOT, Settings
 
 
 def _create_app():
@@ -128,7 +128,7 @@ def db_heads() -> None:
 )
 def worker(burst: bool, queues: str) -> None:
     """Run an RQ worker (and the scheduler, so ``enqueue_in``/``enqueue_at`` fire)."""
-    from marketplace.extensions import QUEUE_NAMES
+    from core.extensions import QUEUE_NAMES
     from marketplace.worker import make_worker
 
     names = tuple(q.strip() for q in queues.split(",") if q.strip())
@@ -199,8 +199,8 @@ def admin_group() -> None:
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def admin_create(username: str, password: str) -> None:
     """Create a platform admin (or reset the password of an existing one)."""
-    from marketplace.auth.services import AccountError, create_admin
-    from marketplace.db import db
+    from accounts.services import AccountError, create_admin
+    from core.db import db
 
     try:
         with db.session.begin():
@@ -217,7 +217,7 @@ def admin_create(username: str, password: str) -> None:
 def seed_demo_command() -> None:
     """Seed the demo neighbourhood (idempotent: run it as often as you like)."""
     from marketplace.demo import seed_demo
-    from marketplace.db import db
+    from core.db import db
 
     with db.session.begin():
         summary = seed_demo(db.session)
@@ -234,8 +234,8 @@ def resident_group() -> None:
 
 
 def _resident_id(ref: str) -> int:
-    from marketplace.db import db
-    from marketplace.residents.privacy import find_resident
+    from core.db import db
+    from residents.privacy import find_resident
 
     resident = find_resident(db.session, ref)
     if resident is None:
@@ -249,9 +249,9 @@ def resident_export(ref: str) -> None:
     """Print everything held about a resident (external_userid or id) as JSON."""
     import json
 
-    from marketplace.db import db
-    from marketplace.residents.privacy import export_resident
-    from marketplace.txn import transaction
+    from core.db import db
+    from residents.privacy import export_resident
+    from core.txn import transaction
 
     with transaction(db.session):
         data = export_resident(db.session, _resident_id(ref))
@@ -266,9 +266,9 @@ def resident_erase(ref: str, yes: bool) -> None:
     Running it again changes nothing."""
     import json
 
-    from marketplace.db import db
-    from marketplace.residents.privacy import erase_resident
-    from marketplace.txn import transaction
+    from core.db import db
+    from residents.privacy import erase_resident
+    from core.txn import transaction
 
     with transaction(db.session):
         resident_id = _resident_id(ref)
@@ -287,8 +287,8 @@ def transfers_group() -> None:
 @transfers_group.command("poll")
 def transfers_poll() -> None:
     """Send unsent batches and ask WeCom about every running handover now, in this process."""
-    from marketplace.db import db
-    from marketplace.residents.transfers import poll_running
+    from core.db import db
+    from residents.transfers import poll_running
 
     ids = poll_running(db.session, force=True)
     click.echo(f"{len(ids)} running transfer(s) checked")

@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from marketplace.auth.models import Role, User
+from accounts.models import Role, User
 from merchants.models import Member, Merchant, Region, RegionLevel, ReviewStatus, Store
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class _Accounts:
         self.created = 0
 
     def get(self, username: str) -> User | None:
-        from marketplace.auth.services import find_user
+        from accounts.services import find_user
 
         return find_user(self.session, username)
 
@@ -242,7 +242,7 @@ class _Accounts:
         if user is not None:
             return user
         if self._hash is None:
-            from marketplace.auth.services import hash_password
+            from accounts.services import hash_password
 
             self._hash = hash_password(DEMO_PASSWORD)
         user = User(username=username, password_hash=self._hash, role=role, display_name=display_name, **fields)

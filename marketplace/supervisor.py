@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from marketplace.config import ROOT, Settings
-from marketplace.embedded_redis import EmbeddedRedis
+from core.config import ROOT, Settings
+from core.embedded_redis import EmbeddedRedis
 
 STOP_TIMEOUT = 10.0
 START_TIMEOUT = 60.0

@@ -3,6 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, jsonify, render_template
 
+from coupons import views as coupon_views
+from marketplace import admin
+from merchants import channel_views
+from merchants import views as merchant_views
+from residents import transfer_views
+from residents import views as resident_views
+
 bp = Blueprint("marketplace", __name__)
 
 
@@ -17,15 +24,10 @@ def healthz():
 
 
 def init_app(app: Flask) -> None:
-    from marketplace import admin
-    from merchants import views as merchant_views
-
     app.register_blueprint(bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(merchant_views.bp)
-    from merchants.channel_views import bp as channels_bp; app.register_blueprint(channels_bp)  # noqa: E702
-    from coupons.views import init_app as coupons_init_app; coupons_init_app(app)  # noqa: E702
-    from marketplace.residents import transfer_views, views as resident_views
-
+    app.register_blueprint(channel_views.bp)
+    coupon_views.init_app(app)
     app.register_blueprint(resident_views.bp)
     app.register_blueprint(transfer_views.bp)

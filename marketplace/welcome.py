@@ -1,5 +1,5 @@
 """Welcome a new contact in WeCom private chat: the store's text and a link card to the
-welcome coupon (the last step of the add handler in ``marketplace.residents.handlers``).
+welcome coupon (the last step of the add handler in ``residents.handlers``).
 
 WeCom's welcome code lives 20 seconds and works once, so this runs on the ``high`` queue
 straight from the add event, after the coupon is committed. A missed window is logged and
@@ -14,7 +14,7 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext as _
 
-from marketplace.extensions import get_redis
+from core.extensions import get_redis
 from wecom.client import WeComError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def welcome_text(store=None) -> str:
 def coupon_card(store, coupon, resident_id: int) -> dict:
     """A ``link`` attachment opening the coupon's mobile page, signed for its holder."""
     from coupons.services import LOCAL_TZ, headline
-    from marketplace.residents.tokens import coupon_url
+    from residents.tokens import coupon_url
 
     template = coupon.template
     last_day = (coupon.valid_until - timedelta(seconds=1)).astimezone(LOCAL_TZ).strftime("%Y-%m-%d")
@@ -77,7 +77,7 @@ def send_welcome(welcome_code: str, text: str, attachments: list[dict] | None = 
     """Send once per code: ``sent``; ``missed`` (counted) when WeCom says the code can no
     longer be used; ``duplicate`` when this code was already handled (event retries).
     Other WeCom errors propagate and release the code so a retry may still use it."""
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     redis = get_redis()
     key = _sent_key(welcome_code)

@@ -10,7 +10,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from marketplace.extensions import QUEUE_NAMES, db
+from core.extensions import QUEUE_NAMES, db
 
 _app: Flask | None = None
 

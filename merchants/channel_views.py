@@ -17,14 +17,15 @@ from wtforms import BooleanField, SelectField, StringField, SubmitField, TextAre
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from marketplace.auth import require_role
-from marketplace.auth.models import Role
-from marketplace.db import db
-from marketplace.txn import transaction
+from accounts import require_role
+from accounts.models import Role
+from core.db import db
+from core.txn import transaction
 from merchants import channels, posters
 from merchants.channels import CHANNEL_KINDS, ChannelError
 from merchants.models import CUISINES, ReviewStatus, Store
-from merchants.services import get_store_for, store_staff_changed
+from core.signals import store_staff_changed
+from merchants.services import get_store_for
 from wecom.client import WeComError
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def _store(store_id: int) -> Store:
 
 
 def _client():
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     return get_wecom()
 
@@ -223,7 +224,7 @@ def _on_staff_changed(sender, store_id: int, **_kw) -> None:
         flash(_("渠道码暂未更新：%(why)s 系统会稍后自动重试。", why=message), "error")
         from rq import Retry
 
-        from marketplace.extensions import QUEUE_DEFAULT, enqueue
+        from core.extensions import QUEUE_DEFAULT, enqueue
         from merchants import jobs
 
         enqueue(QUEUE_DEFAULT, jobs.rebalance_store_channels, store_id, retry=Retry(max=5, interval=[30, 60, 300, 900, 3600]))

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from marketplace.db import Base, utcnow
+from core.db import Base, utcnow
 from merchants.models import Member, ReviewStatus, Store, StoreMember
 
 # Stores live in mainland China; "today" for the daily cap and opening hours is local.

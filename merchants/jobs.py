@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
-from marketplace.db import db, utcnow
+from core.db import db, utcnow
 from merchants import channels
 from wecom.client import WeComError
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _client():
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     return get_wecom()
 

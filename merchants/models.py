@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from marketplace.db import Base, utcnow
+from core.db import Base, utcnow
 
 # Cuisine taxonomy: code -> Chinese label (English labels live in the translations).
 CUISINES: dict[str, str] = {

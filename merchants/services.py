@@ -12,14 +12,13 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from blinker import Namespace
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.exceptions import NotFound
 
-from marketplace.auth.models import Role, User
-from marketplace.db import utcnow
+from accounts.models import Role, User
+from core.db import utcnow
 from merchants.models import (
     CUISINES,
     Member,
@@ -33,10 +32,6 @@ from merchants.models import (
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
-_signals = Namespace()
-#: Sent (sender=the app, ``store_id=``) after a store's serving staff changed and was committed;
-#: the channel codes subscribe and call ``update_contact_way`` so printed posters keep working.
-store_staff_changed = _signals.signal("store-staff-changed")
 
 
 class ServiceError(ValueError):
@@ -555,7 +550,7 @@ def describe_wecom_error(exc) -> str:
 
 def add_cashier(session: Session, store: Store, *, username: str, password: str, display_name: str = "") -> User:
     """A portal user for the till: one store, the redemption desk only, no WeCom account."""
-    from marketplace.auth.services import AccountError, create_user
+    from accounts.services import AccountError, create_user
 
     try:
         return create_user(

@@ -8,10 +8,11 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
-from marketplace.auth import require_role
-from marketplace.auth.models import Role
-from marketplace.db import db
-from marketplace.txn import transaction
+from accounts import require_role
+from accounts.models import Role
+from core import signals
+from core.db import db
+from core.txn import transaction
 from merchants import services
 from merchants.forms import (
     CUISINE_LABELS,
@@ -226,7 +227,7 @@ def _parse_staff(form_data) -> list[StaffChoice]:
 @bp.route("/stores/<int:store_id>/staff", methods=["GET", "POST"])
 @require_role(Role.owner)
 def store_staff(store_id: int):
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
     from wecom.client import WeComError
 
     store = services.get_store_with_staff(db.session, current_user, store_id)
@@ -268,7 +269,7 @@ def _announce_staff_change(store_id: int) -> None:
     from wecom.client import WeComError
 
     try:
-        services.store_staff_changed.send(current_app._get_current_object(), store_id=store_id)
+        signals.store_staff_changed.send(current_app._get_current_object(), store_id=store_id)
     except WeComError as exc:
         flash(_("接待成员已保存，但渠道活码未能同步：%(hint)s", hint=exc.hint() or exc.errmsg), "error")
 

@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from marketplace.all_models import metadata
-from marketplace.config import Settings
+from core.config import Settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

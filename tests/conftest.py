@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, text
 
 from marketplace import create_app
 from marketplace.all_models import metadata
-from marketplace.db import db
-from marketplace.embedded_redis import EmbeddedRedis
+from core.db import db
+from core.embedded_redis import EmbeddedRedis
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("TEST_DATABASE_URL", "")

@@ -3,7 +3,7 @@
 The style guide forbids lazy-load N+1 in list views; the way to hold a page to that is to
 render it with few rows and with many and compare how many statements each took. This
 listens to SQLAlchemy's ``before_cursor_execute`` on the app's engine
-(``marketplace.db.db.engine``), so it sees every statement the ORM or Core emits, lazy
+(``core.db.db.engine``), so it sees every statement the ORM or Core emits, lazy
 loads included. An ``executemany`` (a batched flush) counts once, as it is one round trip.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Iterator
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from marketplace.db import db
+from core.db import db
 
 
 @dataclass

@@ -17,8 +17,8 @@ from flask import current_app
 from sqlalchemy import create_engine, func, inspect, select
 
 from marketplace.all_models import metadata
-from marketplace.config import ROOT
-from marketplace.extensions import get_queue, get_redis
+from core.config import ROOT
+from core.extensions import get_queue, get_redis
 from merchants.models import Region
 
 LINLI = [sys.executable, "-m", "marketplace.cli"]
@@ -115,7 +115,7 @@ def test_worker_rejects_unknown_queue(tmp_path, redis_url):
 
 def test_seed_demo_syncs_members_from_simulator(app, tmp_path):
     """With the simulator reachable, the seed pulls its members (and who may hold customers)."""
-    from marketplace.db import db
+    from core.db import db
     from marketplace.demo import seed_demo
     from merchants.models import Member
     from tests.conftest import LiveServer

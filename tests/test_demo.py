@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from coupons.models import CouponKind, CouponTemplate, TemplateStatus
 from marketplace.all_models import metadata
-from marketplace.auth.models import Role, User
-from marketplace.auth.services import authenticate
-from marketplace.db import db
+from accounts.models import Role, User
+from accounts.services import authenticate
+from core.db import db
 from marketplace.demo import (
     DEMO_ADMIN,
     DEMO_CASHIER,
@@ -211,7 +211,7 @@ def test_owner_changes_survive_a_reseed(app, sim):
 
 def test_seed_keeps_its_hands_off_a_taken_username(app, offline):
     """A real account that happens to use a demo owner's name is not enrolled or changed."""
-    from marketplace.auth.services import create_user
+    from accounts.services import create_user
 
     with db.session.begin():
         create_user(db.session, username=DEMO_STORES[0].owner, password="their-own-pass", role=Role.manager)
@@ -224,7 +224,7 @@ def test_seed_keeps_its_hands_off_a_taken_username(app, offline):
 
 
 def test_readme_lists_the_demo_logins():
-    from marketplace.config import ROOT
+    from core.config import ROOT
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"`{DEMO_PASSWORD}`" in readme

@@ -17,7 +17,7 @@ from babel.messages.frontend import parse_keywords, parse_mapping_cfg
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 
-from marketplace.db import db
+from core.db import db
 from merchants.models import Region, RegionLevel
 from tests.coupons.factories import login, make_shop, make_template, tx
 from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)

@@ -19,9 +19,9 @@ import pytest
 
 from coupons import services as coupon_svc
 from coupons.models import CouponKind
-from marketplace.auth.models import Role, User
-from marketplace.db import db, utcnow
-from marketplace.residents.models import (
+from accounts.models import Role, User
+from core.db import db, utcnow
+from residents.models import (
     ContactRelationship,
     MemberTransfer,
     RelationshipStatus,
@@ -30,7 +30,7 @@ from marketplace.residents.models import (
     TransferKind,
     TransferStatus,
 )
-from marketplace.residents.tokens import make_token
+from residents.tokens import make_token
 from merchants.channels import Channel, ChannelAdd
 from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
 from tests.conftest import running_app, serve_simulator

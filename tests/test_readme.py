@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from marketplace.config import ROOT, Settings
+from core.config import ROOT, Settings
 from wecom.simulator import settings as sim_settings
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

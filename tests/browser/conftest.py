@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from marketplace.db import db
+from core.db import db
 from tests.conftest import IN_CI, LiveServer, make_test_app
 from tests.stack import Stack
 
@@ -90,7 +90,7 @@ def _redis_db(url: str, number: int) -> str:
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory, redis_url):
     from marketplace.demo import seed_demo
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
     from wecom.simulator import create_simulator_app
 
     tmp = tmp_path_factory.mktemp("browser-stack")
@@ -136,7 +136,7 @@ def live_stack(tmp_path_factory, redis_url):
 
 @pytest.fixture(autouse=True)
 def _live_database(live_stack):
-    """``marketplace.db`` holds one engine for the process, bound by the last app built; a
+    """``core.db`` holds one engine for the process, bound by the last app built; a
     test elsewhere may have built one since the stack started, so point it back here."""
     db.configure(live_stack.app.config["DATABASE_URL"])
 

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from marketplace.db import db
+from core.db import db
 from marketplace.demo import DEMO_STORES
 from merchants.channels import Channel
 from merchants.models import Store

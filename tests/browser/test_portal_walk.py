@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from coupons.models import Redemption
 from coupons.services import format_code, issue_coupon
-from marketplace.db import db
+from core.db import db
 from marketplace.demo import DEMO_CIRCLE, DEMO_DISTRICT, DEMO_MANAGER, DEMO_PASSWORD
 from merchants import posters
 from merchants.channels import Channel

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.db import db
+from core.db import db
 from merchants.models import Region, RegionLevel
 from tests.coupons.factories import Shop, make_shop
 

@@ -9,9 +9,9 @@ from datetime import date, datetime, timezone
 
 from coupons.models import CouponKind, TemplateStatus
 from coupons.services import TemplateSpec, create_template
-from marketplace.auth.models import Role, User
-from marketplace.auth.services import hash_password
-from marketplace.db import db
+from accounts.models import Role, User
+from accounts.services import hash_password
+from core.db import db
 from merchants.models import Merchant, Region, ReviewStatus, Store
 
 _seq = itertools.count(1)

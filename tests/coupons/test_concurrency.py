@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from coupons import services as svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, Redemption
-from marketplace.db import db
+from core.db import db
 from tests.coupons.factories import NOW, make_template, tx
 
 THREADS = 8

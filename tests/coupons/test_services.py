@@ -18,7 +18,7 @@ from coupons.models import (
     RedemptionReversal,
     TemplateStatus,
 )
-from marketplace.db import db
+from core.db import db
 from tests.coupons.factories import NOW, make_template, spec, tx
 
 

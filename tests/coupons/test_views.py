@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from coupons import services as svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, Redemption
-from marketplace.db import db
+from core.db import db
 from tests.coupons.factories import login, logout, make_template, post_form, tx
 
 GOOD = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.db import db
+from core.db import db
 from tests.conftest import BACKENDS, LiveServer, _truncate_all, make_test_app
 from tests.stack import Stack
 

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from coupons.models import Coupon, CouponStatus
 from coupons.views import desk_url, qr_data_uri
-from marketplace.db import db
-from marketplace.residents.models import ContactRelationship, RelationshipStatus, Resident
-from marketplace.wecom_setup import get_wecom
+from core.db import db
+from residents.models import ContactRelationship, RelationshipStatus, Resident
+from core.wecom import get_wecom
 from tests.coupons.factories import PASSWORD
 from tests.residents.factories import welcome_store
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from marketplace.wecom_setup import get_wecom
+from core.wecom import get_wecom
 
 DINER, MEMBER = "xiaomei", "liuyang"
 

@@ -8,10 +8,10 @@ import pytest
 from flask.globals import _cv_app
 from flask.testing import FlaskClient
 
-from marketplace.auth.models import Role
-from marketplace.auth.services import create_admin, create_manager, create_user
-from marketplace.db import db
-from marketplace.txn import transaction
+from accounts.models import Role
+from accounts.services import create_admin, create_manager, create_user
+from core.db import db
+from core.txn import transaction
 from merchants import services
 from merchants.models import RegionLevel
 from merchants.services import StoreInput, credit_code_check_char
@@ -68,7 +68,7 @@ def store_input(circle_id: int, name: str = "老王川菜馆") -> StoreInput:
 
 def make_merchant(username: str, circle_id: int, name: str = "老王餐饮") -> tuple[int, int, int]:
     """An owner with an enrolled merchant and one pending store: (user_id, merchant_id, store_id)."""
-    from marketplace.auth.models import User
+    from accounts.models import User
 
     user_id = make_owner(username)
     with transaction(db.session):

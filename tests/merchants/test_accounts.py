@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from marketplace.auth.models import Role, User
-from marketplace.auth.services import AccountError, authenticate, create_admin
-from marketplace.db import db
+from accounts.models import Role, User
+from accounts.services import AccountError, authenticate, create_admin
+from core.db import db
 from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
 from tests.merchants.factories import PASSWORD, csrf_token, login, make_admin, make_owner, post_form
 
@@ -112,7 +112,7 @@ def test_create_admin_creates_then_resets_password(app):
 
 @pytest.mark.parametrize("username,password", [("ab", PASSWORD), ("valid_name", "short")])
 def test_account_rules(app, username, password):
-    from marketplace.auth.services import create_user
+    from accounts.services import create_user
 
     with pytest.raises(AccountError):
         create_user(db.session, username=username, password=password, role=Role.owner)

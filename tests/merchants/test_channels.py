@@ -9,8 +9,8 @@ import pytest
 from flask_babel import refresh
 from sqlalchemy import select
 
-from marketplace.db import db
-from marketplace.txn import transaction
+from core.db import db
+from core.txn import transaction
 from merchants import channels
 from merchants.channels import Channel, ChannelAdd, ChannelError, make_state, parse_state
 from merchants.models import Member, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
@@ -196,8 +196,8 @@ def test_welcome_settings_rules(app):
 
 
 def make_owner(session, store) -> "User":
-    from marketplace.auth.models import Role
-    from marketplace.auth.services import create_user
+    from accounts.models import Role
+    from accounts.services import create_user
 
     return create_user(session, username=f"owner{next(_seq)}", password="s3cret-pass", role=Role.owner,
                        merchant_id=store.merchant_id)
@@ -330,7 +330,7 @@ def live_app(backend, database_urls, redis_url, tmp_path, sim):
 
 
 def wecom():
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     return get_wecom()
 
@@ -425,7 +425,7 @@ def test_cap_overflow_moves_the_code_to_backups_and_back(live_app, sim):
 
 
 def test_rebalance_job_runs_on_a_real_worker(live_app, sim):
-    from marketplace.extensions import QUEUE_DEFAULT, enqueue
+    from core.extensions import QUEUE_DEFAULT, enqueue
     from marketplace.worker import drain
     from merchants import jobs
 

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from marketplace.auth.models import Role, User
-from marketplace.db import db
+from accounts.models import Role, User
+from core.db import db
 from merchants import services
 from merchants.forms import CUISINE_LABELS
 from merchants.models import CUISINES, Member, Merchant, ReviewStatus, Store
@@ -361,7 +361,7 @@ def live_client(backend, database_urls, redis_url, tmp_path, simulator):
 
 
 def test_owner_picks_serving_members_from_wecom(live_client):
-    from merchants.services import store_staff_changed
+    from core.signals import store_staff_changed
 
     client = live_client
     ids = make_regions()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from marketplace.auth.models import Role, User
-from marketplace.db import db
-from marketplace.txn import transaction
+from accounts.models import Role, User
+from core.db import db
+from core.txn import transaction
 from merchants import services
 from merchants.models import Store
 from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from marketplace.db import db
-from marketplace.txn import transaction
+from core.db import db
+from core.txn import transaction
 from merchants import services
 from merchants.models import Region, RegionLevel
 from merchants.services import ServiceError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.residents import signals
+from core import signals
 from tests.e2e.conftest import stack  # noqa: F401  (module-scoped live app + simulator)
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from coupons.models import CouponTemplate
-from marketplace.db import db, utcnow
-from marketplace.residents.models import ContactRelationship, RelationshipStatus, Resident
-from marketplace.txn import transaction
+from core.db import db, utcnow
+from residents.models import ContactRelationship, RelationshipStatus, Resident
+from core.txn import transaction
 from merchants import channels
 from merchants.models import Member, Region, RegionLevel, Store, StoreMember
 from tests.coupons.factories import make_shop, make_template

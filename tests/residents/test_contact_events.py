@@ -15,14 +15,14 @@ from sqlalchemy import func, select
 
 from coupons.models import Coupon, CouponStatus
 from marketplace import welcome
-from marketplace.db import db, utcnow
-from marketplace.extensions import QUEUE_HIGH, enqueue
-from marketplace.residents import handlers, services, taste
-from marketplace.residents.models import ContactRelationship, RelationshipStatus, Resident, TasteSignal
-from marketplace.residents.tokens import load_token
-from marketplace.txn import transaction
-from marketplace.wecom_events import WeComEvent, accept_callback, process_event
-from marketplace.wecom_setup import get_wecom
+from core.db import db, utcnow
+from core.extensions import QUEUE_HIGH, enqueue
+from residents import handlers, services, taste
+from residents.models import ContactRelationship, RelationshipStatus, Resident, TasteSignal
+from residents.tokens import load_token
+from core.txn import transaction
+from core.inbox import WeComEvent, accept_callback, process_event
+from core.wecom import get_wecom
 from merchants.channels import ChannelAdd, channel_counts
 from tests.residents.factories import make_member, resident_with_contact, template_issued, welcome_store
 from wecom.crypto import WeComCrypto

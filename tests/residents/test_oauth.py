@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 import pytest
 
-from marketplace.db import db
-from marketplace.txn import transaction
+from core.db import db
+from core.txn import transaction
 from tests.coupons.factories import make_shop, make_template
 from tests.residents.factories import make_circle, make_resident
 from wecom.defaults import DEMO_OA_APPID, DEMO_OA_SECRET
@@ -59,7 +59,7 @@ def code_for(oauth: WeChatOAuth, wechat_user: str, state: str = "s1") -> str:
 
 
 def test_code_exchange_gives_the_unionid_wecom_reports(stack, oauth):
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     wecom = get_wecom()
     way = wecom.contact_way.add(type=1, scene=2, user=["zhangwei"], state="oauth-test")

@@ -14,11 +14,11 @@ from sqlalchemy import select
 from coupons import services as coupon_svc
 from coupons.models import Coupon, TemplateStatus
 from coupons.views import desk_url, qr_data_uri
-from marketplace.db import db
-from marketplace.residents import identity, preferences
-from marketplace.residents.models import Resident, SignalSource, TasteSignal
-from marketplace.residents.taste import record_signal
-from marketplace.residents.tokens import SALT, make_token
+from core.db import db
+from residents import identity, preferences
+from residents.models import Resident, SignalSource, TasteSignal
+from residents.taste import record_signal
+from residents.tokens import SALT, make_token
 from merchants.models import ReviewStatus, Store
 from tests.coupons.factories import make_shop, make_template, tx
 from tests.merchants.factories import FreshContextClient

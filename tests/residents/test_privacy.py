@@ -12,8 +12,8 @@ from coupons.models import Coupon, Redemption
 from coupons.services import issue_coupon, redeem
 from marketplace.all_models import metadata
 from marketplace.cli import main
-from marketplace.db import db
-from marketplace.residents.models import (
+from core.db import db
+from residents.models import (
     ContactRelationship,
     CorpTag,
     RelationshipStatus,
@@ -22,7 +22,7 @@ from marketplace.residents.models import (
     SignalSource,
     TasteSignal,
 )
-from marketplace.wecom_events import WeComEvent
+from core.inbox import WeComEvent
 from merchants.channels import Channel, ChannelAdd, make_state
 from merchants.models import Member, Region, RegionLevel
 from tests.coupons.factories import NOW, make_shop, make_template, tx

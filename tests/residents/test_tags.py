@@ -19,10 +19,11 @@ from sqlalchemy import delete, func, select
 
 from coupons import services as coupon_services
 from coupons.models import CouponKind, TemplateStatus
-from marketplace.db import db
-from marketplace.extensions import get_queue
-from marketplace.residents import signals, tags, taste
-from marketplace.residents.models import (
+from core.db import db
+from core.extensions import get_queue
+from core import signals
+from residents import tags, taste
+from residents.models import (
     ContactRelationship,
     CorpTag,
     RelationshipStatus,
@@ -30,11 +31,11 @@ from marketplace.residents.models import (
     SignalSource,
     TasteSignal,
 )
-from marketplace.residents.throttle import Semaphore, SemaphoreTimeout
-from marketplace.wecom_setup import get_wecom
+from core.semaphore import Semaphore, SemaphoreTimeout
+from core.wecom import get_wecom
 from merchants.models import CUISINES, Region, RegionLevel, Store
 from tests.conftest import _truncate_all
-from marketplace.auth.models import Role, User
+from accounts.models import Role, User
 from tests.coupons.factories import make_shop, make_template, tx
 from tests.residents.factories import make_member, make_resident, open_contact, welcome_store
 
@@ -410,7 +411,7 @@ def staff_edit(stack, external_userid: str, **change) -> None:
 
 
 def _events_done(stack, change_type: str) -> int:
-    from marketplace.wecom_events import WeComEvent
+    from core.inbox import WeComEvent
 
     db.session.remove()
     return db.session.scalar(
@@ -498,8 +499,8 @@ def test_a_redemption_becomes_a_redeem_signal(live):
 
 
 def test_coupons_do_not_import_residents():
-    code = ("import sys, coupons.services, coupons.signals; "
-            "bad = [m for m in sys.modules if m.startswith('marketplace.residents')]; "
+    code = ("import sys, coupons.services, core.signals; "
+            "bad = [m for m in sys.modules if m.startswith('residents')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

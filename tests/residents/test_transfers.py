@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select
 
-from marketplace.auth.models import User
+from accounts.models import User
 from marketplace.cli import main
-from marketplace.extensions import QUEUE_DEFAULT, get_queue
-from marketplace.db import db
-from marketplace.residents import transfers as svc
-from marketplace.residents.models import (
+from core.extensions import QUEUE_DEFAULT, get_queue
+from core.db import db
+from residents import transfers as svc
+from residents.models import (
     ContactRelationship,
     MemberTransfer,
     RelationshipStatus,
@@ -31,7 +31,7 @@ from marketplace.residents.models import (
     TransferKind,
     TransferStatus,
 )
-from marketplace.txn import transaction
+from core.txn import transaction
 from merchants.models import Member, ReviewStatus, Store, StoreMember
 from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
 from tests.merchants.factories import (
@@ -319,7 +319,7 @@ class LiveShop:
 def live(stack):
     """Members synced from the simulator's corp; regions once per module (the stack's
     database lives as long as the module)."""
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
     from merchants import services
 
     stack.app.config["PASSWORD_HASH_METHOD"] = "scrypt:1024:8:1"
@@ -339,7 +339,7 @@ def sim(stack, method: str, path: str, body=None) -> dict:
 
 def make_live_shop(live, owner: str, userids: list[str]) -> LiveShop:
     """An approved store served by ``userids``, with a real channel code in the simulator."""
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
     from merchants import channels
 
     _, _, store_id = make_merchant(owner, live["regions"]["徐家汇"], name=f"{owner}的馆子")
@@ -392,7 +392,7 @@ def seed_sim_group(stack, owner: str, name: str) -> str:
 @contextmanager
 def wecom_calls():
     """Observe the app's WeCom requests (path, JSON body) as they go out over HTTP."""
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     http = get_wecom()._http
     calls: list[tuple[str, dict]] = []
@@ -529,7 +529,7 @@ def test_on_job_transfer_a_diner_refuses_is_reported(live):
             # what `linli cron` enqueues every two minutes: WeCom is asked once per
             # TRANSFER_POLL_SECONDS, not on every sweep
             for _ in range(2):
-                get_queue(QUEUE_DEFAULT).enqueue("marketplace.residents.transfers.poll_running_transfers")
+                get_queue(QUEUE_DEFAULT).enqueue("residents.transfers.poll_running_transfers")
                 stack.drain()
         assert [p for p, _ in polls if "transfer" in p] == ["/cgi-bin/externalcontact/transfer_result"]
 

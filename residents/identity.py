@@ -27,9 +27,9 @@ from flask import current_app, g, redirect, render_template, request, session as
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from marketplace.db import db
-from marketplace.residents.models import Resident
-from marketplace.residents.tokens import load_token
+from core.db import db
+from residents.models import Resident
+from residents.tokens import load_token
 from wecom.oauth import WeChatOAuth
 
 SESSION_KEY = "resident_id"

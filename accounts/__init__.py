@@ -12,7 +12,8 @@ from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 
-from marketplace.auth.models import Role, User
+from accounts.models import Role, User
+from core.db import db
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
@@ -39,7 +40,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     _exempt_wecom_callback(app)
 
-    from marketplace.auth.views import bp
+    from accounts.views import bp
 
     app.register_blueprint(bp)
 
@@ -55,8 +56,6 @@ def _exempt_wecom_callback(app: Flask) -> None:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    from marketplace.db import db
-
     try:
         return db.session.get(User, int(user_id))
     except ValueError:

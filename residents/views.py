@@ -24,10 +24,10 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from coupons import services as coupon_svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
 from coupons.views import desk_url, qr_data_uri
-from marketplace.db import db
-from marketplace.residents import identity, preferences
-from marketplace.residents.signals import taste_changed
-from marketplace.txn import transaction
+from core.db import db
+from residents import identity, preferences
+from core.signals import taste_changed
+from core.txn import transaction
 from merchants.models import CUISINES, Merchant, ReviewStatus, Store
 from wecom.oauth import WeChatOAuthError
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from marketplace.residents.models import Resident, SignalSource, TasteSignal
-from marketplace.residents.taste import clear_signals, preferred_cuisines, profile, record_signal
+from residents.models import Resident, SignalSource, TasteSignal
+from residents.taste import clear_signals, preferred_cuisines, profile, record_signal
 from merchants.models import CUISINES
 
 SURVEY_REF = "survey"

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Column, Enum, ForeignKey, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from marketplace.db import Base, utcnow
+from core.db import Base, utcnow
 
 
 class Role(str, enum.Enum):

@@ -31,11 +31,11 @@ from sqlalchemy.orm import Session, aliased
 from werkzeug.exceptions import NotFound
 
 from coupons.services import mask_holder
-from marketplace.auth.models import Role, User
-from marketplace.db import db, utcnow
-from marketplace.extensions import QUEUE_DEFAULT, enqueue, get_redis
-from marketplace.residents import signals
-from marketplace.residents.models import (
+from accounts.models import Role, User
+from core.db import db, utcnow
+from core.extensions import QUEUE_DEFAULT, enqueue, get_redis
+from core import signals
+from residents.models import (
     ContactRelationship,
     MemberTransfer,
     RelationshipStatus,
@@ -45,8 +45,8 @@ from marketplace.residents.models import (
     TransferKind,
     TransferStatus,
 )
-from marketplace.residents.services import REASON_MEMBER_DELETED, REASON_TRANSFER, open_relationship
-from marketplace.txn import transaction
+from residents.services import REASON_MEMBER_DELETED, REASON_TRANSFER, open_relationship
+from core.txn import transaction
 from merchants.models import Member, Merchant, Store, StoreMember
 from merchants.services import ServiceError, stores_visible_to
 from wecom.client import TRANSFER_BATCH, WeComError, chunked, hint_for
@@ -418,7 +418,7 @@ def give_up_after() -> timedelta:
 
 
 def _client():
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     return get_wecom()
 

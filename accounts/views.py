@@ -7,12 +7,12 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from marketplace.auth import home_for
-from marketplace.auth.forms import LoginForm, SignupForm
-from marketplace.auth.services import AccountError, LoginThrottle, authenticate, sign_up_owner
-from marketplace.db import db
-from marketplace.extensions import get_redis
-from marketplace.txn import transaction
+from accounts import home_for
+from accounts.forms import LoginForm, SignupForm
+from accounts.services import AccountError, LoginThrottle, authenticate, sign_up_owner
+from core.db import db
+from core.extensions import get_redis
+from core.txn import transaction
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 

@@ -20,9 +20,9 @@ from sqlalchemy.sql import Select
 
 from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
 from coupons.services import IssueError, issue_coupon
-from marketplace.db import utcnow
-from marketplace.residents import taste
-from marketplace.residents.models import ContactRelationship, RelationshipStatus, Resident, SignalSource
+from core.db import utcnow
+from residents import taste
+from residents.models import ContactRelationship, RelationshipStatus, Resident, SignalSource
 from merchants.channels import Channel, parse_state, record_add
 from merchants.models import Member, Store
 

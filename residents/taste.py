@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from marketplace.db import utcnow
-from marketplace.residents.models import SignalSource, TasteSignal
+from core.db import utcnow
+from residents.models import SignalSource, TasteSignal
 from merchants.models import CUISINES
 
 HALF_LIFE_DAYS = 90.0

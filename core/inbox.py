@@ -13,8 +13,8 @@ from sqlalchemy import JSON, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from marketplace.db import Base, db, utcnow
-from marketplace.extensions import QUEUE_HIGH, enqueue
+from core.db import Base, db, utcnow
+from core.extensions import QUEUE_HIGH, enqueue
 from wecom.events import registry
 
 log = logging.getLogger(__name__)

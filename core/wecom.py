@@ -1,16 +1,15 @@
 """Wires WeCom into the app: the API client (token cached in Redis for every process) and
-the callback receiver, whose events land in the event log (``marketplace.wecom_events``)."""
+the callback receiver, whose events land in the event log (``core.inbox``)."""
 from __future__ import annotations
 
 from flask import Flask, current_app
 
+from core import inbox
 from wecom.callback import CallbackSettings, create_callback_blueprint
 from wecom.client import RedisTokenStore, WeComClient
 
 
 def init_app(app: Flask) -> None:
-    from marketplace import wecom_events
-
     cfg = app.config
     app.extensions["wecom"] = WeComClient(
         cfg["WECOM_CORP_ID"],
@@ -32,7 +31,7 @@ def init_app(app: Flask) -> None:
         create_callback_blueprint(
             settings=lambda: settings,
             redis=lambda: current_app.extensions["redis"],
-            sink=wecom_events.accept_callback,
+            sink=inbox.accept_callback,
         )
     )
 

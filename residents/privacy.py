@@ -24,8 +24,8 @@ from sqlalchemy import String, cast, delete, or_, select
 from sqlalchemy.orm import Session
 
 from coupons.models import Coupon, CouponTemplate, Redemption
-from marketplace.db import utcnow
-from marketplace.residents.models import (
+from core.db import utcnow
+from residents.models import (
     ContactRelationship,
     CorpTag,
     RelationshipStatus,
@@ -34,8 +34,8 @@ from marketplace.residents.models import (
     TasteSignal,
     TransferItem,
 )
-from marketplace.residents.services import holder_ref
-from marketplace.wecom_events import WeComEvent
+from residents.services import holder_ref
+from core.inbox import WeComEvent
 from merchants.channels import Channel, ChannelAdd
 from merchants.models import Member, Store
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Enum, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from marketplace.db import Base, utcnow
+from core.db import Base, utcnow
 
 
 def _enum(cls):

@@ -33,11 +33,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from coupons.models import Coupon, CouponStatus
-from coupons.signals import coupon_redeemed, redemption_reversed
-from marketplace.db import db, utcnow
-from marketplace.extensions import QUEUE_DEFAULT, enqueue, get_redis
-from marketplace.residents import signals, taste
-from marketplace.residents.models import (
+from core.signals import coupon_redeemed, redemption_reversed
+from core.db import db, utcnow
+from core.extensions import QUEUE_DEFAULT, enqueue, get_redis
+from core import signals
+from residents import taste
+from residents.models import (
     ContactRelationship,
     CorpTag,
     RelationshipStatus,
@@ -46,8 +47,8 @@ from marketplace.residents.models import (
     SignalSource,
     TasteSignal,
 )
-from marketplace.residents.throttle import Lease, Semaphore, SemaphoreTimeout
-from marketplace.txn import transaction
+from core.semaphore import Lease, Semaphore, SemaphoreTimeout
+from core.txn import transaction
 from merchants.models import CUISINES, Member, Region, RegionLevel, Store
 from wecom.client import WeComError
 from wecom.events import registry
@@ -83,7 +84,7 @@ def circle_key(region_id: int) -> str:
 
 
 def _wecom():
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     return get_wecom()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask, g, has_request_context, request
 from flask_babel import get_locale
 
-from marketplace.config import ROOT
+from core.config import ROOT
 
 LANGUAGES = ("zh_CN", "en")
 DEFAULT_LANGUAGE = "zh_CN"
@@ -24,7 +24,7 @@ def select_locale() -> str:
 
 
 def init_app(app: Flask) -> None:
-    from marketplace.extensions import babel
+    from core.extensions import babel
 
     babel.init_app(
         app,

@@ -1,6 +1,6 @@
 """Portal pages for staff leaving (离职继承) and moving (在职继承): who serves which store, the
 handover form, and a progress page per transfer. Views parse, call
-``marketplace.residents.transfers``, render; every lookup there is tenant-scoped (404)."""
+``residents.transfers``, render; every lookup there is tenant-scoped (404)."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -11,14 +11,15 @@ from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from marketplace.auth import require_role
-from marketplace.auth.models import Role
-from marketplace.db import db
-from marketplace.residents import transfers as svc
-from marketplace.residents.models import TransferItemStatus, TransferKind, TransferStatus
-from marketplace.txn import transaction
+from accounts import require_role
+from accounts.models import Role
+from core.db import db
+from residents import transfers as svc
+from residents.models import TransferItemStatus, TransferKind, TransferStatus
+from core.txn import transaction
 from merchants.forms import CsrfForm, options
-from merchants.services import LOCAL_TZ, ServiceError, get_store_for, store_staff_changed
+from core.signals import store_staff_changed
+from merchants.services import LOCAL_TZ, ServiceError, get_store_for
 from merchants.views import register_store_link
 
 bp = Blueprint("transfers", __name__, url_prefix="/portal/transfers")
@@ -98,7 +99,7 @@ def new(store_id: int, member_id: int):
 def _start(store, member, form: TransferForm) -> int | str:
     """Ask WeCom who the member's customers are, create the transfer, queue the send; the
     transfer id, or the message to show."""
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
     from wecom.client import WeComError
 
     kind = form.kind.data

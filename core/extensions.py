@@ -13,8 +13,8 @@ from flask_babel import Babel
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from marketplace.db import db  # noqa: F401  (re-exported: one import site for extensions)
-from marketplace.embedded_redis import EmbeddedRedis, is_alive, socket_path, url_for_socket
+from core.db import db  # noqa: F401  (re-exported: one import site for extensions)
+from core.embedded_redis import EmbeddedRedis, is_alive, socket_path, url_for_socket
 
 QUEUE_HIGH = "high"
 QUEUE_DEFAULT = "default"

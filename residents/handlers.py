@@ -1,7 +1,7 @@
 """WeCom contact events → residents and relationships.
 
 These run inside the ``high``-queue job that processes a stored callback
-(``marketplace.wecom_events.process_event``): the welcome code in an add event dies in 20 s.
+(``core.inbox.process_event``): the welcome code in an add event dies in 20 s.
 Order in the add handler: fetch the diner from WeCom, do every database step in one
 transaction and commit (the coupon exists from here on), send the welcome, then emit the
 signals. Each step is idempotent, so WeCom's retries and replayed jobs change nothing.
@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 from marketplace import welcome
-from marketplace.db import db
-from marketplace.residents import services, signals
-from marketplace.txn import transaction
+from core.db import db
+from core import signals
+from residents import services
+from core.txn import transaction
 from wecom.client import WeComError
 from wecom.events import registry
 
@@ -25,7 +26,7 @@ EVENT = "change_external_contact"
 def fetch_profile(external_userid: str) -> services.ContactProfile | None:
     """The diner's name, avatar and unionid from ``externalcontact/get``; None when WeCom will
     not say (already deleted again: 84061, a hiccup): the add is recorded all the same."""
-    from marketplace.wecom_setup import get_wecom
+    from core.wecom import get_wecom
 
     try:
         return services.ContactProfile.from_wecom(get_wecom().customers.get(external_userid))
