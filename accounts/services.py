@@ -14,19 +14,15 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.models import Role, User
+from core.errors import Invalid
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
 MIN_PASSWORD = 8
 _dummy_hashes: dict[str, str] = {}
 
 
-class AccountError(ValueError):
+class AccountError(Invalid):
     """A rule the user broke; ``field`` names the form input to show it on."""
-
-    def __init__(self, message, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 def _hash_method() -> str:
@@ -102,18 +98,6 @@ def create_admin(session: Session, username: str, password: str) -> User:
     _check_new_credentials(username, password)
     user.password_hash = hash_password(password)
     user.active = True
-    return user
-
-
-def create_manager(session: Session, *, username: str, password: str, region_ids: list[int], display_name: str = "") -> User:
-    """A regional manager sees and reviews stores whose business circle lies in ``region_ids``."""
-    from merchants.models import Region
-
-    regions = list(session.scalars(select(Region).where(Region.id.in_(region_ids or [])))) if region_ids else []
-    if not regions:
-        raise AccountError(_l("请至少选择一个区域。"), "regions")
-    user = create_user(session, username=username, password=password, role=Role.manager, display_name=display_name)
-    user.regions = regions
     return user
 
 

@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from accounts import home_for
+from accounts.access import home_for
 from accounts.forms import LoginForm, SignupForm
 from accounts.services import AccountError, LoginThrottle, authenticate, sign_up_owner
 from core.db import db

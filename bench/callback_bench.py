@@ -103,7 +103,7 @@ def main() -> int:
         timed("AES decrypt alone", args.events, decrypt)
 
         with app.app_context():
-            from core.inbox import WeComEvent
+            from core.inbox.models import WeComEvent
 
             stored = db.session.scalar(select(func.count()).select_from(WeComEvent))
             queued = get_queue(QUEUE_HIGH).count

@@ -46,6 +46,7 @@ from coupons.models import Coupon, CouponKind, CouponStatus, CouponTemplate, Red
 from accounts.models import Role, User  # noqa: E402
 from core.db import db  # noqa: E402
 from core.extensions import QUEUE_DEFAULT, get_queue  # noqa: E402
+from core.localtime import local  # noqa: E402
 from residents.models import Resident  # noqa: E402
 from core.txn import transaction  # noqa: E402
 from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store  # noqa: E402
@@ -159,7 +160,7 @@ def seed(app, threads: int, coupons_needed: int) -> tuple[int, list[Till], list[
     resident, so its redemption enqueues the taste-signal job). Coupons go in as bulk rows:
     issuing is not what is measured."""
     now = datetime.now(timezone.utc)
-    today = now.astimezone(svc.LOCAL_TZ).date()
+    today = local(now).date()
     with app.app_context(), db.session.begin():
         s = db.session
         city = Region(name="上海", level=RegionLevel.city)

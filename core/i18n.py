@@ -7,6 +7,7 @@ from flask import Flask, g, has_request_context, request
 from flask_babel import get_locale
 
 from core.config import ROOT
+from core.extensions import babel
 
 LANGUAGES = ("zh_CN", "en")
 DEFAULT_LANGUAGE = "zh_CN"
@@ -24,8 +25,6 @@ def select_locale() -> str:
 
 
 def init_app(app: Flask) -> None:
-    from core.extensions import babel
-
     babel.init_app(
         app,
         locale_selector=select_locale,

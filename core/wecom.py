@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from core import inbox
+from core.inbox import jobs as inbox
 from wecom.callback import CallbackSettings, create_callback_blueprint
 from wecom.client import RedisTokenStore, WeComClient
 

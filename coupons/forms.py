@@ -1,9 +1,9 @@
-"""Coupon forms. Money is typed in yuan and parsed straight to integer fen (Decimal, no floats);
-anything unparseable becomes a form error. Template rules live in ``coupons.services``."""
+"""Coupon forms. Money is typed in yuan and parsed straight to integer fen by
+``core.money.parse_yuan`` (Decimal, no floats); anything unparseable becomes a form error.
+Template rules live in ``coupons.services``."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -16,32 +16,26 @@ from wtforms import (
     SelectField,
     SelectMultipleField,
     StringField,
+    SubmitField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+)
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from coupons.models import CouponKind, TemplateStatus
-from coupons.services import WEEKDAY_LABELS, hhmm, kind_label, status_label, yuan
+from core.errors import Invalid
+from core.localtime import WEEKDAY_LABELS, hhmm
+from core.money import parse_yuan, yuan
+from coupons.models import CouponKind, CouponTemplate, TemplateStatus
+from coupons.services.display import kind_label, status_label
+from coupons.services.templates import TemplateSpec
 
-MAX_YUAN = Decimal(1_000_000)
 _HHMM = re.compile(r"^([01]?\d|2[0-4])[:：]([0-5]\d)$")
-
-
-def parse_yuan(text: str) -> int:
-    """'58', '58.5', '¥58.50' -> fen. Raises ValueError with a message for the cashier."""
-    cleaned = (text or "").strip().replace("¥", "").replace("￥", "").replace(",", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError(_l("请输入金额，例如 58 或 58.50")) from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(_l("金额不能为负数"))
-    if value != value.quantize(Decimal("0.01")):
-        raise ValueError(_l("金额最多两位小数"))
-    if value > MAX_YUAN:
-        raise ValueError(_l("金额过大"))
-    return int(value * 100)
 
 
 def parse_hhmm(text: str) -> int | None:
@@ -66,9 +60,9 @@ class YuanField(StringField):
             return
         try:
             self.data = parse_yuan(raw)
-        except ValueError as exc:
+        except Invalid as exc:  # WTForms shows a ValueError's text as the field's error
             self.data = None
-            raise ValueError(str(exc)) from None
+            raise ValueError(str(exc.message)) from None
 
     def _value(self):
         if getattr(self, "raw_text", None) is not None:
@@ -132,6 +126,63 @@ class TemplateForm(FlaskForm):
         self.weekdays.choices = [SelectChoice(i, label) for i, label in enumerate(WEEKDAY_LABELS)]
         self.store_ids.choices = [SelectChoice(s.id, s.name) for s in stores]
 
+    def spec(self) -> TemplateSpec:
+        """What was typed, as the terms the services check (no rule is applied here)."""
+        kind = CouponKind(self.kind.data)
+        by_range = self.validity_mode.data != "days"
+        return TemplateSpec(
+            name=self.name.data or "",
+            kind=kind,
+            value=(self.percent.data if kind == CouponKind.percent_off else self.amount.data) or 0,
+            cap_fen=self.cap.data,
+            min_spend_fen=self.min_spend.data or 0,
+            valid_from=self.valid_from.data if by_range else None,
+            valid_until=self.valid_until.data if by_range else None,
+            valid_days=None if by_range else (self.valid_days.data or 0),
+            weekdays_mask=sum(1 << d for d in set(self.weekdays.data or []) if 0 <= d < 7),
+            hours_start=self.hours_start.data,
+            hours_end=self.hours_end.data,
+            store_ids=list(self.store_ids.data or []),
+            total_stock=self.total_stock.data,
+            per_diner_limit=self.per_diner_limit.data or 0,
+            status=TemplateStatus(self.status.data),
+            description=self.description.data or "",
+        )
+
+    def fill(self, t: CouponTemplate) -> None:
+        """Show a saved template for editing."""
+        self.name.data, self.kind.data = t.name, t.kind.value
+        if t.kind == CouponKind.percent_off:
+            self.percent.data = t.value
+        else:
+            self.amount.data = t.value
+        self.cap.data, self.min_spend.data = t.cap_fen, t.min_spend_fen
+        self.validity_mode.data = "days" if t.valid_days else "range"
+        self.valid_from.data, self.valid_until.data, self.valid_days.data = t.valid_from, t.valid_until, t.valid_days
+        self.weekdays.data = [d for d in range(7) if t.weekdays_mask & (1 << d)]
+        self.hours_start.data, self.hours_end.data = t.hours_start, t.hours_end
+        self.store_ids.data = [s.id for s in t.stores]
+        self.total_stock.data, self.per_diner_limit.data = t.total_stock, t.per_diner_limit
+        self.status.data, self.description.data = t.status.value, t.description
+
+    def show_errors(self, errors: dict) -> None:
+        """Put a ``TemplateError``'s messages on the fields they name (else on the form)."""
+        for key, message in errors.items():
+            name = _FIELD_FOR.get(key, key)
+            if key == "value":
+                name = "percent" if self.kind.data == CouponKind.percent_off.value else "amount"
+            field = getattr(self, name, None)
+            if field is None or not hasattr(field, "errors"):
+                self.form_errors.append(str(message))
+                continue
+            field.errors = list(field.errors) + [str(message)]
+
+
+# TemplateSpec field -> form field, where the names differ ("value" depends on the kind).
+_FIELD_FOR = {
+    "value": None, "cap_fen": "cap", "min_spend_fen": "min_spend", "weekdays_mask": "weekdays",
+}
+
 
 class StatusForm(FlaskForm):
     status = SelectField(choices=[SelectChoice(s.value, s.value) for s in TemplateStatus])
@@ -154,3 +205,11 @@ class ConfirmForm(FlaskForm):
 
 class ReverseForm(FlaskForm):
     reason = StringField(_l("撤销原因"), validators=[Optional(), Length(max=255)])
+
+
+class WelcomeForm(FlaskForm):
+    """A store's welcome text and welcome coupon (choices: the merchant's templates)."""
+
+    welcome_text = TextAreaField(_l("欢迎语"))
+    template_id = SelectField(_l("欢迎券"), coerce=str)
+    submit = SubmitField(_l("保存"))

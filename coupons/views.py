@@ -1,7 +1,9 @@
-"""Coupon pages: templates (owner), the redemption desk (cashier or owner), the store dashboard.
+"""Coupon pages: templates (owner), the redemption desk (cashier or owner), the store dashboard,
+a store's welcome settings (owner).
 
 Thin views: parse a form, call ``coupons.services``, render. Every lookup is scoped to the
-signed-in user's merchant; another merchant's ids give 404.
+signed-in user (templates and redemptions by merchant, stores through
+``merchants.services.stores_visible_to``); another merchant's ids are ``NotFound`` (404).
 """
 from __future__ import annotations
 
@@ -19,23 +21,40 @@ from flask import (
     redirect,
     render_template,
     request,
-    session as web_session,
     url_for,
+)
+from flask import (
+    session as web_session,
 )
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
+from wtforms import SelectChoice
 
-from coupons import services as svc
-from coupons.forms import CodeForm, ConfirmForm, ReverseForm, StatusForm, TemplateForm
-from coupons.models import Coupon, CouponKind, CouponTemplate, Redemption, TemplateStatus
 from accounts import require_role
 from accounts.models import Role
 from core.db import db
+from core.errors import NotFound
 from core.extensions import get_redis
+from core.localtime import local_time
+from core.money import yuan
 from core.txn import transaction
-from merchants.channels import channel_counts, store_channels
+from coupons import services as svc
+from coupons.forms import (
+    CodeForm,
+    ConfirmForm,
+    ReverseForm,
+    StatusForm,
+    TemplateForm,
+    WelcomeForm,
+)
+from coupons.models import Coupon, CouponTemplate, TemplateStatus
 from merchants.models import Merchant, ReviewStatus, Store
+from merchants.services import (
+    channel_counts,
+    get_store_for,
+    store_channels,
+    stores_visible_to,
+)
 
 bp = Blueprint("coupons", __name__)
 
@@ -45,35 +64,28 @@ DESK_ROLES = (Role.owner, Role.cashier)
 @bp.app_context_processor
 def _coupon_helpers() -> dict:
     return {
-        "coupon_headline": svc.headline, "coupon_kind": svc.kind_label, "yuan": svc.yuan,
+        "coupon_headline": svc.headline, "coupon_kind": svc.kind_label, "yuan": yuan,
         "coupon_status": svc.status_label, "weekdays_text": svc.weekdays_text,
-        "hours_text": svc.hours_text, "format_code": svc.format_code, "local_time": svc.local_time,
+        "hours_text": svc.hours_text, "format_code": svc.format_code, "local_time": local_time,
     }
 
 
 def _merchant_id() -> int:
     if current_user.merchant_id is None:
-        abort(404)
+        raise NotFound()
     return current_user.merchant_id
 
 
 def _my_stores() -> list[Store]:
-    return list(db.session.scalars(
-        select(Store).where(Store.merchant_id == _merchant_id()).order_by(Store.id)))
+    return list(db.session.scalars(stores_visible_to(db.session, current_user).order_by(Store.id)))
 
 
 def _my_template(template_id: int) -> CouponTemplate:
-    t = svc.get_template(db.session, _merchant_id(), template_id)
-    if t is None:
-        abort(404)
-    return t
+    return svc.get_template(db.session, template_id, _merchant_id())
 
 
 def _my_store(store_id: int) -> Store:
-    store = db.session.get(Store, store_id)
-    if store is None or store.merchant_id != _merchant_id():
-        abort(404)
-    return store
+    return get_store_for(db.session, current_user, store_id)
 
 
 # ------------------------------------------------------------------ templates
@@ -87,74 +99,18 @@ def templates():
     return render_template("coupons/templates.html", templates=items, stats=stats, status_form=StatusForm())
 
 
-_FIELD_FOR = {
-    "value": None, "cap_fen": "cap", "min_spend_fen": "min_spend", "weekdays_mask": "weekdays",
-}
-
-
-def _spec_from(form: TemplateForm) -> svc.TemplateSpec:
-    kind = CouponKind(form.kind.data)
-    by_range = form.validity_mode.data != "days"
-    return svc.TemplateSpec(
-        name=form.name.data or "",
-        kind=kind,
-        value=(form.percent.data if kind == CouponKind.percent_off else form.amount.data) or 0,
-        cap_fen=form.cap.data,
-        min_spend_fen=form.min_spend.data or 0,
-        valid_from=form.valid_from.data if by_range else None,
-        valid_until=form.valid_until.data if by_range else None,
-        valid_days=None if by_range else (form.valid_days.data or 0),
-        weekdays_mask=sum(1 << d for d in set(form.weekdays.data or []) if 0 <= d < 7),
-        hours_start=form.hours_start.data,
-        hours_end=form.hours_end.data,
-        store_ids=list(form.store_ids.data or []),
-        total_stock=form.total_stock.data,
-        per_diner_limit=form.per_diner_limit.data or 0,
-        status=TemplateStatus(form.status.data),
-        description=form.description.data or "",
-    )
-
-
-def _fill(form: TemplateForm, t: CouponTemplate) -> None:
-    form.name.data, form.kind.data = t.name, t.kind.value
-    if t.kind == CouponKind.percent_off:
-        form.percent.data = t.value
-    else:
-        form.amount.data = t.value
-    form.cap.data, form.min_spend.data = t.cap_fen, t.min_spend_fen
-    form.validity_mode.data = "days" if t.valid_days else "range"
-    form.valid_from.data, form.valid_until.data, form.valid_days.data = t.valid_from, t.valid_until, t.valid_days
-    form.weekdays.data = [d for d in range(7) if t.weekdays_mask & (1 << d)]
-    form.hours_start.data, form.hours_end.data = t.hours_start, t.hours_end
-    form.store_ids.data = [s.id for s in t.stores]
-    form.total_stock.data, form.per_diner_limit.data = t.total_stock, t.per_diner_limit
-    form.status.data, form.description.data = t.status.value, t.description
-
-
-def _show_errors(form: TemplateForm, errors: dict) -> None:
-    for key, message in errors.items():
-        name = _FIELD_FOR.get(key, key)
-        if key == "value":
-            name = "percent" if form.kind.data == CouponKind.percent_off.value else "amount"
-        field = getattr(form, name, None)
-        if field is None or not hasattr(field, "errors"):
-            form.form_errors.append(str(message))
-            continue
-        field.errors = list(field.errors) + [str(message)]
-
-
 def _save(form: TemplateForm, template: CouponTemplate | None):
     """Validate and save; returns the template, or None with errors on the form."""
     if not form.validate_on_submit():
         return None
     try:
         with transaction(db.session):
-            spec = _spec_from(form)
+            spec = form.spec()
             if template is None:
                 return svc.create_template(db.session, _merchant_id(), spec)
             return svc.update_template(db.session, template, spec)
     except svc.TemplateError as exc:
-        _show_errors(form, exc.errors)
+        form.show_errors(exc.errors)
         return None
 
 
@@ -181,7 +137,7 @@ def edit_template(template_id: int):
     template = _my_template(template_id)
     form = TemplateForm(stores=_my_stores())
     if request.method == "GET":
-        _fill(form, template)
+        form.fill(template)
     saved = _save(form, template)
     if saved is not None:
         flash(_("已保存"))
@@ -239,13 +195,13 @@ def _desk_store() -> Store:
     """The till's store: a cashier's own; an owner's chosen one (remembered in the session)."""
     if current_user.role == Role.cashier:
         if current_user.store_id is None:
-            abort(404)
+            raise NotFound()
         return _my_store(current_user.store_id)
     wanted = request.values.get("store_id", type=int) or web_session.get("desk_store_id")
     mine = _my_stores()
     stores = [s for s in mine if s.status == ReviewStatus.approved] or mine
     if not stores:
-        abort(404)
+        raise NotFound()
     store = next((s for s in stores if s.id == wanted), stores[0])
     web_session["desk_store_id"] = store.id
     return store
@@ -326,18 +282,9 @@ def desk_coupon(short_code: str):
 
 
 def _my_redemption(redemption_id: int):
-    row = db.session.execute(
-        select(Redemption, Coupon, CouponTemplate, Store)
-        .join(Coupon, Coupon.id == Redemption.coupon_id)
-        .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
-        .join(Store, Store.id == Redemption.store_id)
-        .where(Redemption.id == redemption_id, CouponTemplate.merchant_id == _merchant_id())
-    ).first()
-    if row is None:
-        abort(404)
-    if current_user.role == Role.cashier and row[0].store_id != current_user.store_id:
-        abort(404)
-    return row
+    """(redemption, coupon, template, store) of this merchant; a cashier sees their till's only."""
+    till = current_user.store_id if current_user.role == Role.cashier else None
+    return svc.get_redemption(db.session, redemption_id, _merchant_id(), store_id=till)
 
 
 @bp.get("/desk/r/<int:redemption_id>")
@@ -382,17 +329,47 @@ def dashboard(store_id: int | None = None):
     store = _my_store(store_id) if store_id is not None else None
     mid = _merchant_id()
     stats = svc.template_stats(db.session, mid, store_id)
-    totals = {
-        "issued": sum(s.issued for s in stats), "redeemed": sum(s.redeemed for s in stats),
-        "discount_fen": sum(s.discount_fen for s in stats), "bill_fen": sum(s.bill_fen for s in stats),
-    }
-    totals["rate"] = totals["redeemed"] / totals["issued"] if totals["issued"] else 0.0
     return render_template(
-        "coupons/dashboard.html", store=store, stores=_my_stores(), stats=stats, totals=totals,
+        "coupons/dashboard.html", store=store, stores=_my_stores(), stats=stats, totals=svc.totals(stats),
         days=svc.daily_stats(db.session, mid, store_id),
         channels=_channel_contacts(store_id) if store_id is not None else None,
     )
 
 
+# ------------------------------------------------------------------ welcome settings
+
+
+@bp.route("/portal/stores/<int:store_id>/welcome", methods=["GET", "POST"])
+@require_role(Role.owner)
+def welcome(store_id: int):
+    """The text and coupon a diner gets on adding the store's staff on WeCom."""
+    store = _my_store(store_id)
+    form = WelcomeForm()
+    templates = svc.merchant_templates(db.session, store.merchant_id)
+    form.template_id.choices = [SelectChoice("", _("（不送券）"))] + [SelectChoice(str(t.id), t.name) for t in templates]
+    status = 200
+    if request.method == "GET":
+        form.welcome_text.data = store.welcome_text
+        form.template_id.data = str(store.welcome_template_id or "")
+    elif form.validate_on_submit():
+        try:
+            with transaction(db.session):
+                svc.update_welcome(
+                    db.session,
+                    store,
+                    text=form.welcome_text.data or "",
+                    template_id=int(form.template_id.data) if form.template_id.data else None,
+                )
+        except svc.WelcomeError as exc:
+            form.welcome_text.errors = [*form.welcome_text.errors, str(exc.message)]
+            status = 400
+        else:
+            flash(_("欢迎设置已保存。"))
+            return redirect(url_for("coupons.welcome", store_id=store_id))
+    else:
+        status = 400
+    return render_template("coupons/welcome.html", store=store, form=form), status
+
+
 def init_app(app) -> None:
-    app.register_blueprint(bp)  # its store link is registered in merchants.views
+    app.register_blueprint(bp)  # its store links are registered in merchants.views

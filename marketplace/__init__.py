@@ -11,8 +11,12 @@ from core import i18n
 from core import wecom as wecom_setup
 from core.config import ROOT, Settings
 from core.extensions import db, init_redis
-from marketplace import views, welcome  # noqa: F401  (welcome registers the add-contact flow)
-from residents import handlers, tags, transfers  # noqa: F401  (WeCom event handlers, signal receivers)
+from marketplace import errors, views
+# Importing these connects every signal receiver and WeCom event handler (one module a domain;
+# the add-contact flow spans domains, so it lives on the roof).
+from marketplace import welcome  # noqa: F401
+from merchants import handlers as merchant_handlers  # noqa: F401
+from residents import handlers as resident_handlers  # noqa: F401
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -41,5 +45,6 @@ def create_app(config: dict | None = None) -> Flask:
 
     wecom_setup.init_app(app)
     views.init_app(app)
+    errors.init_app(app)
     accounts.init_app(app)  # after the blueprints: it exempts the WeCom callback from CSRF
     return app

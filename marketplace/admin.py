@@ -9,12 +9,12 @@ from sqlalchemy.exc import IntegrityError
 
 from accounts import require_role
 from accounts.models import Role, User
-from accounts.services import AccountError, create_manager
+from accounts.services import AccountError
 from core.db import db
 from core.txn import transaction
 from merchants import services
 from merchants.forms import ManagerForm, RegionForm, options
-from merchants.services import ServiceError
+from merchants.services import ServiceError, create_manager
 from merchants.views import _show_error
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

@@ -16,19 +16,27 @@ import click
 from flask import current_app, has_app_context
 from flask.cli import FlaskGroup
 
+from accounts.services import AccountError, create_admin
 from core.config import DEFAULT_INSTANCE, ROOT, Settings
+from core.db import db
+from core.extensions import QUEUE_NAMES
+from core.txn import transaction
+from marketplace import create_app, schedule
+from marketplace.demo import seed_demo
+from marketplace.supervisor import Supervisor
+from marketplace.worker import make_worker
+from residents.privacy import erase_resident, export_resident, find_resident
+from residents.transfers import poll_running
+from wecom.simulator import create_simulator_app
 
 
 def _create_app():
-    from marketplace import create_app
-
     return create_app()
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, load_dotenv=False, set_debug_flag=False)
 def main() -> None:
     """Linli (邻里) — coupon marketplace on WeCom."""
-
 
 # --------------------------------------------------------------------------- db (Alembic)
 
@@ -55,7 +63,6 @@ def alembic_config(database_url: str | None = None, *, configure_logging: bool =
 @main.group(name="db")
 def db_group() -> None:
     """Database migrations (Alembic)."""
-
 
 @db_group.command("upgrade", with_appcontext=False)
 @click.argument("revision", default="head")
@@ -128,9 +135,6 @@ def db_heads() -> None:
 )
 def worker(burst: bool, queues: str) -> None:
     """Run an RQ worker (and the scheduler, so ``enqueue_in``/``enqueue_at`` fire)."""
-    from core.extensions import QUEUE_NAMES
-    from marketplace.worker import make_worker
-
     names = tuple(q.strip() for q in queues.split(",") if q.strip())
     unknown = [q for q in names if q not in QUEUE_NAMES]
     if unknown or not names:
@@ -145,7 +149,6 @@ def worker(burst: bool, queues: str) -> None:
 def cron(interval: float) -> None:
     """Enqueue the periodic sweeps (channel rebalancing, tag retries, handover polling …).
     Safe to run on several machines: each slot fires once."""
-    from marketplace import schedule
 
     schedule.run(current_app._get_current_object(), interval=interval)
 
@@ -160,7 +163,6 @@ def simulator(host: str, port: int) -> None:
     """Serve the WeCom simulator (its own app and state; see wecom/simulator/)."""
     from werkzeug.serving import make_server
 
-    from wecom.simulator import create_simulator_app
 
     os.environ.setdefault("WECOM_SIM_PUBLIC_URL", f"http://{host}:{port}")
     # Its state lives beside the app's (instance/wecom-sim.db), wherever INSTANCE_PATH points.
@@ -179,7 +181,6 @@ def simulator(host: str, port: int) -> None:
 
 def _stop_on_sigterm() -> None:
     """SIGTERM (from ``linli run``) unwinds like Ctrl-C, so ``finally`` blocks run."""
-
     def _raise(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
@@ -193,15 +194,11 @@ def _stop_on_sigterm() -> None:
 def admin_group() -> None:
     """Portal accounts."""
 
-
 @admin_group.command("create")
 @click.option("--username", required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def admin_create(username: str, password: str) -> None:
     """Create a platform admin (or reset the password of an existing one)."""
-    from accounts.services import AccountError, create_admin
-    from core.db import db
-
     try:
         with db.session.begin():
             user = create_admin(db.session, username=username, password=password)
@@ -216,9 +213,6 @@ def admin_create(username: str, password: str) -> None:
 @main.command("seed-demo")
 def seed_demo_command() -> None:
     """Seed the demo neighbourhood (idempotent: run it as often as you like)."""
-    from marketplace.demo import seed_demo
-    from core.db import db
-
     with db.session.begin():
         summary = seed_demo(db.session)
     for line in summary:
@@ -232,11 +226,7 @@ def seed_demo_command() -> None:
 def resident_group() -> None:
     """A diner's data: export what we hold, or erase it (privacy requests)."""
 
-
 def _resident_id(ref: str) -> int:
-    from core.db import db
-    from residents.privacy import find_resident
-
     resident = find_resident(db.session, ref)
     if resident is None:
         raise click.ClickException(f"no resident {ref!r} (give an external_userid or an id)")
@@ -249,9 +239,6 @@ def resident_export(ref: str) -> None:
     """Print everything held about a resident (external_userid or id) as JSON."""
     import json
 
-    from core.db import db
-    from residents.privacy import export_resident
-    from core.txn import transaction
 
     with transaction(db.session):
         data = export_resident(db.session, _resident_id(ref))
@@ -266,9 +253,6 @@ def resident_erase(ref: str, yes: bool) -> None:
     Running it again changes nothing."""
     import json
 
-    from core.db import db
-    from residents.privacy import erase_resident
-    from core.txn import transaction
 
     with transaction(db.session):
         resident_id = _resident_id(ref)
@@ -283,13 +267,9 @@ def resident_erase(ref: str, yes: bool) -> None:
 def transfers_group() -> None:
     """Staff handovers (离职继承 / 在职继承)."""
 
-
 @transfers_group.command("poll")
 def transfers_poll() -> None:
     """Send unsent batches and ask WeCom about every running handover now, in this process."""
-    from core.db import db
-    from residents.transfers import poll_running
-
     ids = poll_running(db.session, force=True)
     click.echo(f"{len(ids)} running transfer(s) checked")
 
@@ -306,7 +286,6 @@ def transfers_poll() -> None:
 def run(host: str, port: int, sim_port: int, web_workers: int, seed: bool) -> None:
     """Run the whole dev stack in the foreground: embedded Redis, web app, RQ worker and the
     WeCom simulator. Ctrl-C stops every one of them."""
-    from marketplace.supervisor import Supervisor
 
     sys.exit(Supervisor(host, port, sim_port, web_workers=web_workers, seed=seed).run())
 

@@ -23,7 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from accounts.models import Role, User
-from merchants.models import Member, Merchant, Region, RegionLevel, ReviewStatus, Store
+from accounts.services import find_user, hash_password
+from coupons.models import CouponKind, CouponTemplate, TemplateStatus
+from coupons.services import TemplateSpec, create_template
+from merchants import services
+from merchants.services import ChannelError, add_contact_way, create_channel
+from merchants.models import Channel, Member, Merchant, Region, RegionLevel, ReviewStatus, Store
+from merchants.services import StoreInput, credit_code_check_char
+from wecom.client import WeComError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,6 @@ DEMO_CASHIER = "demo-cashier"
 @dataclass(frozen=True)
 class DemoStore:
     """One demo restaurant: its merchant, owner, store, serving staff, channels and coupons."""
-
     key: str  # owner username is ``demo-<key>``
     merchant: str
     store: str
@@ -233,8 +239,6 @@ class _Accounts:
         self.created = 0
 
     def get(self, username: str) -> User | None:
-        from accounts.services import find_user
-
         return find_user(self.session, username)
 
     def ensure(self, username: str, role: Role, display_name: str, **fields) -> User:
@@ -242,7 +246,6 @@ class _Accounts:
         if user is not None:
             return user
         if self._hash is None:
-            from accounts.services import hash_password
 
             self._hash = hash_password(DEMO_PASSWORD)
         user = User(username=username, password_hash=self._hash, role=role, display_name=display_name, **fields)
@@ -254,16 +257,12 @@ class _Accounts:
 
 def demo_credit_code(n: int) -> str:
     """A checksum-valid unified social credit code, the same one for demo merchant ``n``."""
-    from merchants.services import credit_code_check_char
-
     first17 = f"91310104LL{n:07d}"
     return first17 + credit_code_check_char(first17)
 
 
 def seed_restaurants(session: Session) -> list[str]:
     """Accounts, merchants, approved stores, welcome text and coupon templates (no WeCom)."""
-    from merchants import services
-
     circle = demo_region(session, DEMO_CITY, DEMO_DISTRICT, DEMO_CIRCLE)
     district = demo_region(session, DEMO_CITY, DEMO_DISTRICT)
     accounts = _Accounts(session)
@@ -310,8 +309,6 @@ def seed_restaurants(session: Session) -> list[str]:
 
 
 def _store_input(spec: DemoStore, circle_id: int):
-    from merchants.services import StoreInput
-
     return StoreInput(
         name=spec.store, address=spec.address, circle_id=circle_id, cuisines=list(spec.cuisines),
         avg_spend_fen=spec.avg_spend_yuan * 100, opening_hours=spec.hours,
@@ -321,8 +318,6 @@ def _store_input(spec: DemoStore, circle_id: int):
 def _seed_templates(session: Session, merchant: Merchant, store: Store, spec: DemoStore) -> int:
     """One template of each kind; the voucher becomes the store's welcome coupon when it is
     created (an owner's later choice is not overwritten)."""
-    from coupons.models import CouponKind, CouponTemplate, TemplateStatus
-    from coupons.services import TemplateSpec, create_template
 
     minimum, off = spec.amount_off
     percent, cap = spec.percent_off
@@ -359,8 +354,6 @@ def _seed_templates(session: Session, merchant: Merchant, store: Store, spec: De
 
 def sync_members(session: Session, wecom) -> tuple[int, int]:
     """The staff page's member sync (``merchants.services``); returns (new, active) counts."""
-    from merchants import services
-
     known = set(session.scalars(select(Member.userid)))
     members = services.upsert_members(session, *services.fetch_corp_members(wecom))
     return len({m.userid for m in members} - known), len(members)
@@ -381,8 +374,6 @@ def _demo_stores(session: Session) -> list[tuple[DemoStore, Store]]:
 def seed_channels(session: Session, wecom) -> list[str]:
     """Serving staff for demo stores that have none, every missing demo channel code, and a
     new contact way for any demo code WeCom no longer knows (a reset simulator)."""
-    from merchants import services
-    from merchants.channels import Channel, ChannelError, add_contact_way, create_channel
 
     staffed = created = repaired = 0
     problems: list[str] = []
@@ -419,8 +410,6 @@ def seed_channels(session: Session, wecom) -> list[str]:
 
 
 def _contact_way_missing(wecom, config_id: str) -> bool:
-    from wecom.client import WeComError
-
     try:
         wecom.contact_way.get(config_id)
     except WeComError as exc:

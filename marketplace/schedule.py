@@ -36,11 +36,11 @@ SCHEDULE: tuple[Periodic, ...] = (
     # Auto-accept on only during opening hours, for codes that ask for it.
     Periodic("channels.opening_hours", "merchants.jobs.apply_opening_hours", 300, QUEUE_DEFAULT),
     # Tag writes WeCom refused (45033, outages) until they stick; local rows are the truth.
-    Periodic("tags.sync_pending", "residents.tags.sync_pending_tags", 300),
+    Periodic("tags.sync_pending", "residents.jobs.sync_pending_tags", 300),
     # Callbacks stored while Redis was away never got their job.
-    Periodic("events.requeue", "core.inbox.requeue_stranded_events", 300, QUEUE_HIGH),
+    Periodic("events.requeue", "core.inbox.jobs.requeue_stranded_events", 300, QUEUE_HIGH),
     # Customer handovers: poll WeCom for results until every customer has moved.
-    Periodic("transfers.poll", "residents.transfers.poll_running_transfers", 120, QUEUE_DEFAULT),
+    Periodic("transfers.poll", "residents.transfers.jobs.poll_running_transfers", 120, QUEUE_DEFAULT),
 )
 
 KEY = "linli:cron:{name}:{slot}"

@@ -18,6 +18,7 @@ import httpx
 
 from core.config import ROOT, Settings
 from core.embedded_redis import EmbeddedRedis
+from marketplace.demo import banner_lines
 
 STOP_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
@@ -31,7 +32,6 @@ class Child:
 
 class Stop(Exception):
     """Raised from the signal handler to unwind the supervisor's loop."""
-
 
 class Supervisor:
     def __init__(self, host: str, port: int, sim_port: int, *, web_workers: int = 2, seed: bool = True):
@@ -153,7 +153,6 @@ class Supervisor:
             flush=True,
         )
         if self.seed:
-            from marketplace.demo import banner_lines
 
             print("".join(f"  {line}\n" for line in banner_lines()), flush=True)
 

@@ -1,9 +1,14 @@
-"""Welcome a new contact in WeCom private chat: the store's text and a link card to the
-welcome coupon (the last step of the add handler in ``residents.handlers``).
+"""A new contact, end to end: WeCom's ``add_external_contact`` spans the domains (the
+resident and relationship, the store's welcome coupon, the welcome message in WeCom private
+chat), so the roof handles it.
 
-WeCom's welcome code lives 20 seconds and works once, so this runs on the ``high`` queue
-straight from the add event, after the coupon is committed. A missed window is logged and
-counted, never an error: the coupon is already in the diner's coupon list.
+The handler runs inside the ``high``-queue job that processes a stored callback
+(``core.inbox.jobs.process_event``): WeCom's welcome code lives 20 seconds and works once.
+Order: fetch the diner from WeCom, do every database step in one transaction and commit (the
+coupon exists from here on; new taste evidence queues ``taste_changed`` for that commit),
+send the welcome, then emit ``contact_added``. Each step is idempotent, so WeCom's retries
+and replayed jobs change nothing. A missed window is logged and counted, never an error: the
+coupon is already in the diner's coupon list.
 """
 from __future__ import annotations
 
@@ -14,8 +19,17 @@ from datetime import timedelta
 from flask import current_app
 from flask_babel import gettext as _
 
+from core import signals
+from core.db import db
 from core.extensions import get_redis
+from core.localtime import local_time
+from core.txn import transaction
+from core.wecom import get_wecom
+from coupons.services import headline
+from residents import services as residents
+from residents.tokens import coupon_url
 from wecom.client import WeComError
+from wecom.events import registry
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +59,8 @@ def welcome_text(store=None) -> str:
 
 def coupon_card(store, coupon, resident_id: int) -> dict:
     """A ``link`` attachment opening the coupon's mobile page, signed for its holder."""
-    from coupons.services import LOCAL_TZ, headline
-    from residents.tokens import coupon_url
-
     template = coupon.template
-    last_day = (coupon.valid_until - timedelta(seconds=1)).astimezone(LOCAL_TZ).strftime("%Y-%m-%d")
+    last_day = local_time(coupon.valid_until - timedelta(seconds=1), "%Y-%m-%d")
     title = _("%(store)s 送你一张券：%(name)s", store=store.name, name=template.name)
     desc = _("%(headline)s，有效期至 %(day)s。点开查看券码，到店出示即可使用。",
              headline=headline(template), day=last_day)
@@ -77,8 +88,6 @@ def send_welcome(welcome_code: str, text: str, attachments: list[dict] | None = 
     """Send once per code: ``sent``; ``missed`` (counted) when WeCom says the code can no
     longer be used; ``duplicate`` when this code was already handled (event retries).
     Other WeCom errors propagate and release the code so a retry may still use it."""
-    from core.wecom import get_wecom
-
     redis = get_redis()
     key = _sent_key(welcome_code)
     if not redis.set(key, "1", nx=True, ex=SENT_TTL):
@@ -97,3 +106,37 @@ def send_welcome(welcome_code: str, text: str, attachments: list[dict] | None = 
 
 def missed_count() -> int:
     return int(get_redis().get(MISS_COUNTER) or 0)
+
+
+@registry.on("change_external_contact", "add_external_contact")
+def on_add_external_contact(payload: dict) -> None:
+    external_userid, userid = payload.get("ExternalUserID"), payload.get("UserID")
+    if not external_userid or not userid:
+        log.warning("add_external_contact without ExternalUserID/UserID ignored")
+        return
+    profile = residents.fetch_profile(get_wecom(), external_userid)
+    code = payload.get("WelcomeCode")
+    with transaction(db.session) as session:
+        result = residents.contact_added(
+            session,
+            external_userid=external_userid,
+            member_userid=userid,
+            state=payload.get("State"),
+            profile=profile,
+            at=residents.event_time(payload),
+        )
+        # built before commit: the card needs the store, the coupon and its template
+        text, attachments = compose(result.store, result.coupon, result.resident_id) if code else ("", [])
+    try:
+        if code:  # absent: a console welcome is configured, or the pair chatted before
+            outcome = send_welcome(code, text, attachments)
+            log.info("welcome for resident %s: %s", result.resident_id, outcome)
+    finally:
+        if result.opened:
+            signals.contact_added.send(
+                None,
+                resident_id=result.resident_id,
+                member_id=result.member_id,
+                store_id=result.store_id,
+                first_time=result.first_time,
+            )

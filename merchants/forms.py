@@ -8,6 +8,8 @@ from wtforms import PasswordField, SelectChoice, SelectField, SelectMultipleFiel
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from core.localtime import WEEKDAY_LABELS as DAY_LABELS
+from core.localtime import WEEKDAYS
 from merchants.models import CUISINES, RegionLevel
 
 # Display labels through Babel (pybabel sees these literals); same keys and Chinese text as
@@ -29,15 +31,8 @@ CUISINE_LABELS = {
     "dessert": _l("甜品饮品"),
 }
 
-WEEKDAY_LABELS = [
-    ("mon", _l("周一")),
-    ("tue", _l("周二")),
-    ("wed", _l("周三")),
-    ("thu", _l("周四")),
-    ("fri", _l("周五")),
-    ("sat", _l("周六")),
-    ("sun", _l("周日")),
-]
+# (code, label) pairs for the opening-hours checkboxes, Monday first.
+WEEKDAY_LABELS = list(zip(WEEKDAYS, DAY_LABELS))
 
 
 def options(pairs) -> list[SelectChoice]:

@@ -1,4 +1,5 @@
-"""RQ entry points for channel codes: thin wrappers over ``merchants.channels`` taking ids.
+"""RQ entry points for channel codes: thin wrappers over ``merchants.services.channels`` taking
+ids, each owning its transaction.
 
 Scheduling (e.g. every 10 minutes) lives with the scheduler; these only do one pass.
 """
@@ -10,33 +11,26 @@ from datetime import date, datetime
 from sqlalchemy import select
 
 from core.db import db, utcnow
-from merchants import channels
+from core.txn import transaction
+from core.wecom import get_wecom
+from merchants.models import Channel
+from merchants.services import channels
 from wecom.client import WeComError
 
 log = logging.getLogger(__name__)
 
 
-def _client():
-    from core.wecom import get_wecom
-
-    return get_wecom()
-
-
 def rebalance_store_channels(store_id: int, day: str | None = None) -> int:
     """Re-point one store's codes at today's members (cap overflow to backups)."""
     today = date.fromisoformat(day) if day else channels.local_today()
-    with db.session.begin():
-        return channels.rebalance_channels(db.session, _client(), store_id, today)
+    with transaction(db.session) as session:
+        return channels.rebalance_channels(session, get_wecom(), store_id, today)
 
 
 def rebalance_all_stores(day: str | None = None) -> int:
     """One pass over every store with an active code; one store's WeCom error spares the rest."""
-    with db.session.begin():
-        store_ids = list(
-            db.session.scalars(
-                select(channels.Channel.store_id).where(channels.Channel.active.is_(True)).distinct()
-            )
-        )
+    with transaction(db.session) as session:
+        store_ids = list(session.scalars(select(Channel.store_id).where(Channel.active.is_(True)).distinct()))
     changed = 0
     for store_id in store_ids:
         try:
@@ -49,5 +43,5 @@ def rebalance_all_stores(day: str | None = None) -> int:
 def apply_opening_hours(now_iso: str | None = None) -> int:
     """Turn auto-accept on/off for codes limited to opening hours."""
     now = datetime.fromisoformat(now_iso) if now_iso else utcnow()
-    with db.session.begin():
-        return channels.apply_opening_hours(db.session, _client(), now)
+    with transaction(db.session) as session:
+        return channels.apply_opening_hours(session, get_wecom(), now)

@@ -1,9 +1,11 @@
-"""Merchant-side models: regions, merchants, stores and the WeCom members who serve them."""
+"""Merchant-side models: regions, merchants, stores, the WeCom members who serve them, and
+the stores' channel codes (渠道活码) with the scans they turned into contacts."""
 from __future__ import annotations
 
 import enum
 from datetime import datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import JSON, CheckConstraint, Enum, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -102,6 +104,9 @@ class Store(Base):
 
     merchant: Mapped[Merchant] = relationship(back_populates="stores")
     circle: Mapped[Region] = relationship()
+    # The coupon handed to new contacts. Named by string: coupons sit above merchants, so
+    # this floor never imports them; read-only, the welcome settings write the id.
+    welcome_template = relationship("CouponTemplate", foreign_keys=[welcome_template_id], viewonly=True)
     staff: Mapped[list[StoreMember]] = relationship(back_populates="store", cascade="all, delete-orphan")
 
     __table_args__ = (CheckConstraint("avg_spend_fen >= 0", name="avg_spend_nonneg"),)
@@ -137,3 +142,60 @@ class StoreMember(Base):
     member: Mapped[Member] = relationship()
 
     __table_args__ = (UniqueConstraint("store_id", "member_id"),)
+
+
+# kind code -> label (lazy: rendered in the reader's language; the posters and the form use these)
+CHANNEL_KINDS = {
+    "door": _l("门口海报"),
+    "table": _l("桌贴"),
+    "receipt": _l("小票"),
+    "flyer": _l("传单"),
+    "other": _l("其他"),
+}
+
+STATE_MAX = 30  # WeCom's limit on contact-way ``state``
+
+
+class Channel(Base):
+    """A store's channel code: one WeCom contact way whose ``state`` names store and channel."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(30))
+    kind: Mapped[str] = mapped_column(String(16), default="other")
+    # Set once WeCom has created the contact way; NULL only inside the creating transaction.
+    config_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    qr_code: Mapped[str] = mapped_column(String(512), default="")
+    state: Mapped[str | None] = mapped_column(String(STATE_MAX), unique=True)
+    # True: friend requests are auto-accepted only within the store's opening hours.
+    auto_accept_hours_only: Mapped[bool] = mapped_column(default=False)
+    # What we last told WeCom, so jobs call update_contact_way only on a change.
+    users: Mapped[list[str]] = mapped_column(JSON, default=list)
+    skip_verify: Mapped[bool] = mapped_column(default=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    store: Mapped[Store] = relationship()
+
+    @property
+    def kind_label(self) -> str:
+        return str(CHANNEL_KINDS.get(self.kind, self.kind))
+
+
+class ChannelAdd(Base):
+    """A scan that became a contact: one row per channel and diner, from the add event."""
+
+    __tablename__ = "channel_adds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
+    external_userid: Mapped[str] = mapped_column(String(64))
+    member_userid: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("channel_id", "external_userid"),
+        Index("ix_channel_adds_member_day", "member_userid", "added_at"),
+    )

@@ -10,9 +10,11 @@ from sqlalchemy.exc import IntegrityError
 
 from accounts import require_role
 from accounts.models import Role
-from core import signals
 from core.db import db
+from core.money import fen_to_yuan
+from core.signals import store_staff_changed
 from core.txn import transaction
+from core.wecom import get_wecom
 from merchants import services
 from merchants.forms import (
     CUISINE_LABELS,
@@ -26,6 +28,7 @@ from merchants.forms import (
 )
 from merchants.models import ReviewStatus, Store
 from merchants.services import ServiceError, StaffChoice
+from wecom.client import WeComError
 
 bp = Blueprint("merchants", __name__, url_prefix="/portal")
 
@@ -41,13 +44,13 @@ def register_store_link(endpoint: str, label) -> None:
 
 # Pages other packages serve per store; shown only when the endpoint exists.
 register_store_link("channels.index", _l("渠道活码"))
-register_store_link("channels.welcome", _l("欢迎语"))
+register_store_link("coupons.welcome", _l("欢迎语"))
 register_store_link("coupons.dashboard", _l("经营看板"))
 
 
 @bp.app_template_filter("yuan")
 def _yuan(fen) -> str:
-    return services.fen_to_yuan(fen)
+    return fen_to_yuan(fen)
 
 
 @bp.app_template_filter("cuisine")
@@ -90,7 +93,7 @@ def _fill_store_form(form: StoreForm, store) -> None:
     """Prefill an edit form from a store (the opening hours folded back into two groups)."""
     form.store_name.data, form.address.data, form.circle_id.data = store.name, store.address, store.circle_id
     form.cuisines.data = list(store.cuisines or [])
-    form.avg_spend.data = services.fen_to_yuan(store.avg_spend_fen)
+    form.avg_spend.data = fen_to_yuan(store.avg_spend_fen)
     groups: dict[str, list[str]] = {}
     for day, ranges in (store.opening_hours or {}).items():
         groups.setdefault(",".join(f"{a}-{b}" for a, b in ranges), []).append(day)
@@ -227,9 +230,6 @@ def _parse_staff(form_data) -> list[StaffChoice]:
 @bp.route("/stores/<int:store_id>/staff", methods=["GET", "POST"])
 @require_role(Role.owner)
 def store_staff(store_id: int):
-    from core.wecom import get_wecom
-    from wecom.client import WeComError
-
     store = services.get_store_with_staff(db.session, current_user, store_id)
     form = CsrfForm()
     wecom_problem = error = None
@@ -265,11 +265,10 @@ def store_staff(store_id: int):
 
 
 def _announce_staff_change(store_id: int) -> None:
-    """Channel codes follow the serving staff (``update_contact_way``); their owner listens."""
-    from wecom.client import WeComError
-
+    """Channel codes follow the serving staff (``update_contact_way``); ``merchants.handlers``
+    listens."""
     try:
-        signals.store_staff_changed.send(current_app._get_current_object(), store_id=store_id)
+        store_staff_changed.send(current_app._get_current_object(), store_id=store_id)
     except WeComError as exc:
         flash(_("接待成员已保存，但渠道活码未能同步：%(hint)s", hint=exc.hint() or exc.errmsg), "error")
 

@@ -1,74 +1,38 @@
-"""WeCom contact events → residents and relationships.
+"""Every event handler of the residents domain, in one place: the WeCom callbacks (contacts
+deleted, staff tag edits, the admin's tag changes, handover refusals) and the receivers of
+the signals that move tags (taste, contacts, redemptions).
 
-These run inside the ``high``-queue job that processes a stored callback
-(``core.inbox.process_event``): the welcome code in an add event dies in 20 s.
-Order in the add handler: fetch the diner from WeCom, do every database step in one
-transaction and commit (the coupon exists from here on), send the welcome, then emit the
-signals. Each step is idempotent, so WeCom's retries and replayed jobs change nothing.
+WeCom handlers run inside the job that processes a stored callback
+(``core.inbox.jobs.process_event``); each step is idempotent, so WeCom's retries and replayed
+jobs change nothing. Receivers run after the sender's commit and only queue jobs. The add
+event spans domains (contact → welcome coupon → welcome message) and is handled by the roof
+(``marketplace.welcome``).
 """
 from __future__ import annotations
 
 import logging
 
-from marketplace import welcome
-from core.db import db
+from sqlalchemy import select
+
 from core import signals
-from residents import services
+from core.db import db
+from core.extensions import QUEUE_DEFAULT, enqueue
 from core.txn import transaction
+from core.wecom import get_wecom
+from residents import jobs, services
+from residents.models import Resident
+from residents.tags import corp, inbound
+from residents.transfers import services as transfers
 from wecom.client import WeComError
 from wecom.events import registry
 
 log = logging.getLogger(__name__)
 
 EVENT = "change_external_contact"
+GONE_CODES = (84061, 40096)  # externalcontact/get: no longer anyone's contact
 
 
-def fetch_profile(external_userid: str) -> services.ContactProfile | None:
-    """The diner's name, avatar and unionid from ``externalcontact/get``; None when WeCom will
-    not say (already deleted again: 84061, a hiccup): the add is recorded all the same."""
-    from core.wecom import get_wecom
-
-    try:
-        return services.ContactProfile.from_wecom(get_wecom().customers.get(external_userid))
-    except WeComError as exc:
-        log.warning("externalcontact/get %s failed: %s", external_userid, exc)
-        return None
-
-
-@registry.on(EVENT, "add_external_contact")
-def on_add_external_contact(payload: dict) -> None:
-    external_userid, userid = payload.get("ExternalUserID"), payload.get("UserID")
-    if not external_userid or not userid:
-        log.warning("add_external_contact without ExternalUserID/UserID ignored")
-        return
-    profile = fetch_profile(external_userid)
-    code = payload.get("WelcomeCode")
-    with transaction(db.session) as session:
-        result = services.contact_added(
-            session,
-            external_userid=external_userid,
-            member_userid=userid,
-            state=payload.get("State"),
-            profile=profile,
-            at=services.event_time(payload),
-        )
-        # built before commit: the card needs the store, the coupon and its template
-        text, attachments = welcome.compose(result.store, result.coupon, result.resident_id) if code else ("", [])
-    try:
-        if code:  # absent: a console welcome is configured, or the pair chatted before
-            outcome = welcome.send_welcome(code, text, attachments)
-            log.info("welcome for resident %s: %s", result.resident_id, outcome)
-    finally:
-        if result.opened:
-            signals.contact_added.send(
-                None,
-                resident_id=result.resident_id,
-                member_id=result.member_id,
-                store_id=result.store_id,
-                first_time=result.first_time,
-            )
-            if result.cuisines:
-                signals.taste_changed.send(None, resident_id=result.resident_id)
+# --------------------------------------------------------------------------- WeCom events
 
 
 @registry.on(EVENT, "del_external_contact")
@@ -95,3 +59,81 @@ def on_contact_deleted(payload: dict) -> None:
         signals.contact_closed.send(
             None, resident_id=closed.resident_id, member_id=closed.member_id, reason=closed.reason
         )
+
+
+@registry.on(EVENT, "edit_external_contact")
+def on_edit_external_contact(payload: dict) -> None:
+    """A member edited the diner (remark or tags) in the WeCom app: read the tags back.
+    Changed staff evidence queues ``taste_changed`` (which plans and syncs, restored rows
+    too); restored rows alone only need a sync."""
+    external_userid = payload.get("ExternalUserID") or ""
+    with transaction(db.session) as session:
+        resident = session.scalar(select(Resident).where(Resident.external_userid == external_userid))
+        resident_id = resident.id if resident is not None and resident.erased_at is None else None
+    if resident_id is None:
+        return
+    client = get_wecom()
+    with corp.redis_lock(f"resident:{resident_id}"):
+        try:
+            follow_users = inbound.follow_users(client, external_userid)
+        except WeComError as exc:
+            if exc.errcode in GONE_CODES:
+                return
+            raise
+        with transaction(db.session) as session:
+            changes = inbound.apply_staff_tags(session, resident_id, follow_users)
+    if changes.added or changes.dropped:
+        log.info("staff tags of resident %s: +%s -%s", resident_id, changes.added, changes.dropped)
+    if not changes.profile_changed and changes.restored:
+        jobs.enqueue_sync(resident_id)
+
+
+@registry.on("change_external_tag")
+def on_change_external_tag(payload: dict) -> None:
+    """The admin created, renamed or deleted corp tags in the console."""
+    if payload.get("ChangeType") == "shuffle":  # order only
+        return
+    for resident_id in sorted(corp.reconcile_corp_tags(get_wecom())):
+        jobs.enqueue_sync(resident_id)
+
+
+@registry.on(EVENT, "transfer_fail")
+def on_transfer_fail(payload: dict) -> None:
+    """The customer refused (``customer_refused``) or the colleague is at the customer limit
+    (``customer_limit_exceed``): the waiting item is refused. ``UserID`` is the takeover."""
+    ext = payload.get("ExternalUserID") or ""
+    takeover = payload.get("UserID") or ""
+    with transaction(db.session) as session:
+        item = transfers.refuse_item(session, ext, takeover, payload.get("FailReason") or "")
+    if item is None:
+        log.info("transfer_fail for %s → %s matches no waiting item", ext, takeover)
+
+
+# --------------------------------------------------------------------------- signals in
+
+
+@signals.taste_changed.connect
+def _on_taste_changed(sender, resident_id: int, **_) -> None:
+    enqueue(QUEUE_DEFAULT, jobs.refresh_resident_tags, resident_id)
+
+
+@signals.contact_added.connect
+def _on_contact_added(sender, resident_id: int, **_) -> None:
+    enqueue(QUEUE_DEFAULT, jobs.refresh_resident_tags, resident_id)
+
+
+@signals.contact_closed.connect
+def _on_contact_closed(sender, resident_id: int, **_) -> None:
+    enqueue(QUEUE_DEFAULT, jobs.refresh_resident_tags, resident_id)
+
+
+@signals.coupon_redeemed.connect
+def _on_coupon_redeemed(sender, coupon_id: int, store_id: int, resident_id: int | None = None, **_) -> None:
+    if resident_id is not None:
+        enqueue(QUEUE_DEFAULT, jobs.record_redeem_signal, coupon_id, store_id)
+
+
+@signals.redemption_reversed.connect
+def _on_redemption_reversed(sender, coupon_id: int, resident_id: int | None = None, **_) -> None:
+    if resident_id is not None:
+        enqueue(QUEUE_DEFAULT, jobs.drop_redeem_signal, coupon_id)

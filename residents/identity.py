@@ -23,7 +23,8 @@ import time
 from functools import wraps
 from urllib.parse import urlencode, urlsplit
 
-from flask import current_app, g, redirect, render_template, request, session as web_session, url_for
+from flask import current_app, g, redirect, render_template, request, url_for
+from flask import session as web_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 

@@ -1,7 +1,7 @@
 """What a diner tells us about themselves: the taste survey and "quiet me".
 
-Services take a session and never commit. After a commit in which ``save_survey`` returned
-True the caller sends ``signals.taste_changed`` (tags and targeting follow the profile).
+Services take a session and never commit. A survey that changes the taste evidence queues
+``signals.taste_changed`` through ``taste`` (tags and targeting follow the profile).
 Campaign code asks ``may_push`` (one diner) or filters with ``pushable_clause`` (a batch)
 before it spends a WeCom mass message on anyone.
 """
@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
+from core.errors import Invalid
+from merchants.models import CUISINES
 from residents.models import Resident, SignalSource, TasteSignal
 from residents.taste import clear_signals, preferred_cuisines, profile, record_signal
-from merchants.models import CUISINES
 
 SURVEY_REF = "survey"
 SPICE_LEVELS = (0, 1, 2, 3)
@@ -23,8 +24,8 @@ MAX_BUDGET_FEN = 100_000  # ¥1000 a head is plenty for a neighbourhood
 MAX_MONTHLY_CAP = 30
 
 
-class PreferenceError(ValueError):
-    pass
+class PreferenceError(Invalid, ValueError):
+    """An answer outside what the form offers (400); still a ``ValueError`` for old callers."""
 
 
 @dataclass
@@ -47,7 +48,7 @@ def survey_answers(session: Session, resident: Resident) -> SurveyAnswers:
 def save_survey(session: Session, resident: Resident, answers: SurveyAnswers) -> bool:
     """Replace the diner's survey answers. Cuisines no longer chosen are dropped; the chosen
     ones are (re)recorded, which refreshes their age. Returns True when the set of survey
-    cuisines changed, i.e. the taste profile moved and ``taste_changed`` is due."""
+    cuisines changed, i.e. the taste profile moved (``taste`` has queued ``taste_changed``)."""
     chosen = list(dict.fromkeys(answers.cuisines))
     unknown = [c for c in chosen if c not in CUISINES]
     if unknown:

@@ -23,8 +23,10 @@ from typing import Any
 from sqlalchemy import String, cast, delete, or_, select
 from sqlalchemy.orm import Session
 
-from coupons.models import Coupon, CouponTemplate, Redemption
 from core.db import utcnow
+from core.inbox.models import WeComEvent
+from coupons.models import Coupon, CouponTemplate, Redemption
+from merchants.models import Channel, ChannelAdd, Member, Store
 from residents.models import (
     ContactRelationship,
     CorpTag,
@@ -35,9 +37,6 @@ from residents.models import (
     TransferItem,
 )
 from residents.services import holder_ref
-from core.inbox import WeComEvent
-from merchants.channels import Channel, ChannelAdd
-from merchants.models import Member, Store
 
 CLOSE_REASON_ERASED = "erased"
 

@@ -14,17 +14,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sqlalchemy import exists, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import Select
 
-from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
-from coupons.services import IssueError, issue_coupon
 from core.db import utcnow
+from core.errors import NotFound
+from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
+from coupons.services import IssueError, issue_coupon, normalize_code
+from merchants.models import Channel, Member, Store
+from merchants.services import parse_state, record_add
 from residents import taste
-from residents.models import ContactRelationship, RelationshipStatus, Resident, SignalSource
-from merchants.channels import Channel, parse_state, record_add
-from merchants.models import Member, Store
+from residents.models import (
+    ContactRelationship,
+    RelationshipStatus,
+    Resident,
+    SignalSource,
+)
+from wecom.client import WeComError
 
 log = logging.getLogger(__name__)
 
@@ -70,18 +78,28 @@ class ContactProfile:
         )
 
 
+def fetch_profile(client, external_userid: str) -> ContactProfile | None:
+    """The diner's name, avatar and unionid from ``externalcontact/get``; None when WeCom will
+    not say (already deleted again: 84061, a hiccup): the add is recorded all the same."""
+    try:
+        return ContactProfile.from_wecom(client.customers.get(external_userid))
+    except WeComError as exc:
+        log.warning("externalcontact/get %s failed: %s", external_userid, exc)
+        return None
+
+
 # --- rows ---------------------------------------------------------------------------------
+
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # both have ON CONFLICT
 
 
 def _insert(session: Session):
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - we run on these two
-        raise RuntimeError(f"unsupported database {dialect}")
-    return insert
+    try:
+        return _INSERTS[dialect]
+    except KeyError:  # pragma: no cover - we run on these two
+        raise RuntimeError(f"unsupported database {dialect}") from None
 
 
 def upsert_resident(
@@ -340,6 +358,22 @@ def close_relationships(
     if not closed:
         return None
     return Closed(resident.id, member.id, tuple(closed), reason)
+
+
+# --- the diner's coupons ------------------------------------------------------------------
+
+
+def get_coupon_for(session: Session, resident_id: int, short_code: str) -> Coupon:
+    """A coupon by code *and* holder, with its template and stores: anyone else's code is
+    ``NotFound``, like a made-up one."""
+    coupon = session.scalar(
+        select(Coupon)
+        .where(Coupon.short_code == normalize_code(short_code), Coupon.resident_id == resident_id)
+        .options(selectinload(Coupon.template).selectinload(CouponTemplate.stores))
+    )
+    if coupon is None:
+        raise NotFound()
+    return coupon
 
 
 # --- reachability -------------------------------------------------------------------------

@@ -1,16 +1,23 @@
 """The taste profile: evidence (signals) per cuisine, each with a source and a weight that
-halves every ``HALF_LIFE_DAYS``. The profile is computed on read, so decay needs no job."""
+halves every ``HALF_LIFE_DAYS``. The profile is computed on read, so decay needs no job.
+
+This module is the one sender of ``signals.taste_changed``: whenever evidence is added,
+dropped or re-weighted here, the signal is queued on the caller's session and goes out once
+per resident after that transaction commits (never on rollback). Seeing the same evidence
+again (a replayed event, the survey re-saved unchanged) only refreshes its age and sends
+nothing."""
 from __future__ import annotations
 
 import math
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
+from core import signals
 from core.db import utcnow
-from residents.models import SignalSource, TasteSignal
 from merchants.models import CUISINES
+from residents.models import SignalSource, TasteSignal
 
 HALF_LIFE_DAYS = 90.0
 # How much one piece of evidence says, by source: an answer in the survey is the diner's
@@ -23,6 +30,20 @@ SOURCE_WEIGHTS: dict[SignalSource, float] = {
 }
 # A cuisine counts as a preference (and gets a WeCom tag) at this decayed score.
 PREFERENCE_THRESHOLD = 0.75
+_MOVED = "residents.taste.moved"  # session.info: (root transaction, resident ids already queued)
+
+
+def _profile_moved(session: Session | scoped_session, resident_id: int) -> None:
+    """Queue ``taste_changed`` for the resident, once per transaction."""
+    if isinstance(session, scoped_session):
+        session = session()
+    txn = session.get_transaction()
+    marked = session.info.get(_MOVED)
+    if marked is None or marked[0] is not txn:
+        marked = session.info[_MOVED] = (txn, set())
+    if resident_id not in marked[1]:
+        marked[1].add(resident_id)
+        signals.send_after_commit(session, signals.taste_changed, resident_id=resident_id)
 
 
 def store_cuisines(store) -> list[str]:
@@ -42,8 +63,8 @@ def record_signal(
     """Add one piece of evidence, or refresh it when the same (source, ref) recurs.
 
     Idempotent per (resident, cuisine, source, ref): a retried callback or a second scan of
-    the same store refreshes ``observed_at`` instead of counting twice. The caller commits
-    and then sends ``signals.taste_changed``.
+    the same store refreshes ``observed_at`` instead of counting twice. New evidence (or a
+    new weight) queues ``taste_changed``.
     """
     if cuisine not in CUISINES:
         raise ValueError(f"unknown cuisine {cuisine!r}")
@@ -63,8 +84,11 @@ def record_signal(
         )
         session.add(signal)
         session.flush()
+        _profile_moved(session, resident_id)
     else:
-        signal.weight = weight
+        if signal.weight != weight:
+            signal.weight = weight
+            _profile_moved(session, resident_id)
         signal.observed_at = max(signal.observed_at, at)
     return signal
 
@@ -79,7 +103,19 @@ def clear_signals(session: Session, resident_id: int, source: SignalSource, keep
         if keep_refs is None or f"{row.cuisine}|{row.ref}" not in keep_refs:
             session.delete(row)
             dropped += 1
+    if dropped:
+        _profile_moved(session, resident_id)
     return dropped
+
+
+def drop_signals(session: Session, source: SignalSource, ref: str) -> int:
+    """Drop every resident's signals of one source and ref (a reversed redemption's
+    ``coupon:<id>`` is no evidence of taste any more)."""
+    rows = session.scalars(select(TasteSignal).where(TasteSignal.source == source, TasteSignal.ref == ref)).all()
+    for row in rows:
+        session.delete(row)
+        _profile_moved(session, row.resident_id)
+    return len(rows)
 
 
 def decayed(weight: float, observed_at: datetime, now: datetime) -> float:

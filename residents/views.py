@@ -10,7 +10,18 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask import session as web_session
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -21,20 +32,20 @@ from wtforms import IntegerField, RadioField, SelectChoice, SelectMultipleField
 from wtforms.validators import InputRequired, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from coupons import services as coupon_svc
-from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
-from coupons.views import desk_url, qr_data_uri
 from core.db import db
-from residents import identity, preferences
-from core.signals import taste_changed
+from core.localtime import WEEKDAY_LABELS, WEEKDAYS, local
+from core.money import yuan
 from core.txn import transaction
+from coupons import services as coupon_svc
+from coupons.models import Coupon, CouponStatus, CouponTemplate
+from coupons.views import desk_url, qr_data_uri
 from merchants.models import CUISINES, Merchant, ReviewStatus, Store
+from residents import identity, preferences, services
 from wecom.oauth import WeChatOAuthError
 
 bp = Blueprint("residents", __name__, url_prefix="/m")
 
 SPICE_LABELS = {0: _l("不吃辣"), 1: _l("微辣"), 2: _l("中辣"), 3: _l("特辣")}
-DAY_KEYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 POLL_SECONDS = 4
 
 
@@ -95,45 +106,17 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _stores_for(templates: list[CouponTemplate]) -> dict[int, list[Store]]:
-    """Where each template can be used: its own stores, or every approved store of the
-    merchant when it names none. Two queries whatever the number of coupons."""
-    merchant_ids = {t.merchant_id for t in templates if not t.stores}
-    by_merchant: dict[int, list[Store]] = {}
-    if merchant_ids:
-        rows = db.session.scalars(
-            select(Store)
-            .where(Store.merchant_id.in_(merchant_ids), Store.status == ReviewStatus.approved)
-            .order_by(Store.id)
-        )
-        for store in rows:
-            by_merchant.setdefault(store.merchant_id, []).append(store)
-    return {t.id: list(t.stores) or by_merchant.get(t.merchant_id, []) for t in templates}
-
-
 def _views(coupons: list[Coupon], now: datetime) -> list[CouponView]:
     templates = list({c.template_id: c.template for c in coupons}.values())
     merchants = {
         m.id: m
         for m in db.session.scalars(select(Merchant).where(Merchant.id.in_({t.merchant_id for t in templates})))
     } if templates else {}
-    stores = _stores_for(templates)
+    stores = coupon_svc.stores_for_templates(db.session, templates)
     return [
         CouponView(c, merchants[c.template.merchant_id], stores[c.template_id], shelf_of(c, now), status_label(c, now))
         for c in coupons
     ]
-
-
-def _my_coupon(short_code: str) -> Coupon:
-    """A coupon by code *and* holder: anyone else's code is a 404, like a made-up one."""
-    coupon = db.session.scalar(
-        select(Coupon)
-        .where(Coupon.short_code == coupon_svc.normalize_code(short_code), Coupon.resident_id == g.resident.id)
-        .options(selectinload(Coupon.template).selectinload(CouponTemplate.stores))
-    )
-    if coupon is None:
-        abort(404)
-    return coupon
 
 
 @bp.get("/")
@@ -169,7 +152,7 @@ def my_coupons():
 @bp.get("/c/<short_code>")
 @identity.require_resident
 def coupon(short_code: str):
-    c = _my_coupon(short_code)
+    c = services.get_coupon_for(db.session, g.resident.id, short_code)
     if c.short_code != short_code:  # typed with dashes or lower case: one canonical URL
         return redirect(url_for(".coupon", short_code=c.short_code))
     now = _now()
@@ -177,7 +160,7 @@ def coupon(short_code: str):
     qr = qr_data_uri(desk_url(c.short_code)) if view.shelf == Shelf.valid else None
     return render_template(
         "residents/coupon.html", item=view, qr=qr, poll=view.shelf == Shelf.valid, poll_seconds=POLL_SECONDS,
-        min_spend=coupon_svc.yuan(c.template.min_spend_fen) if c.template.min_spend_fen else None,
+        min_spend=yuan(c.template.min_spend_fen) if c.template.min_spend_fen else None,
         redeemed_store=db.session.get(Store, c.redeemed_store_id) if c.redeemed_store_id else None,
     )
 
@@ -190,7 +173,7 @@ def coupon_status(short_code: str):
     if resident is None:
         return jsonify(error="unknown diner"), 401
     g.resident = resident
-    c = _my_coupon(short_code)
+    c = services.get_coupon_for(db.session, g.resident.id, short_code)
     now = _now()
     response = jsonify(
         code=c.short_code, status=shelf_of(c, now).value, label=status_label(c, now),
@@ -238,10 +221,8 @@ def taste():
             spice_level=int(form.spice_level.data) if form.spice_level.data not in (None, "", "None") else None,
             budget_fen=form.budget.data * 100 if form.budget.data is not None else None,
         )
-        with transaction(db.session):
-            changed = preferences.save_survey(db.session, resident, answers)
-        if changed:
-            taste_changed.send(current_app._get_current_object(), resident_id=resident.id)
+        with transaction(db.session) as session:
+            preferences.save_survey(session, resident, answers)  # a changed profile queues taste_changed
         flash(_("已保存，谢谢！我们会按你的口味推荐"), "ok")
         return redirect(url_for(".taste"))
     summary = preferences.taste_summary(db.session, resident)
@@ -293,9 +274,9 @@ def quiet():
 
 def _hours_rows(opening_hours: dict) -> list[tuple[str, str]]:
     """[(day label, "11:00-14:00 17:00-21:30")], consecutive days with equal hours merged."""
-    labels = coupon_svc.WEEKDAY_LABELS
+    labels = WEEKDAY_LABELS
     rows: list[tuple[int, int, str]] = []
-    for i, key in enumerate(DAY_KEYS):
+    for i, key in enumerate(WEEKDAYS):
         ranges = opening_hours.get(key) or []
         text = " ".join(f"{a}-{b}" for a, b in ranges) or _("休息")
         if rows and rows[-1][2] == text and rows[-1][1] == i - 1:
@@ -303,20 +284,6 @@ def _hours_rows(opening_hours: dict) -> list[tuple[str, str]]:
         else:
             rows.append((i, i, text))
     return [(str(labels[a]) if a == b else _("%(a)s至%(b)s", a=labels[a], b=labels[b]), text) for a, b, text in rows]
-
-
-def _offers(store: Store, today) -> list[CouponTemplate]:
-    """The merchant's active templates usable at this store and not past their end date."""
-    templates = db.session.scalars(
-        select(CouponTemplate)
-        .where(CouponTemplate.merchant_id == store.merchant_id, CouponTemplate.status == TemplateStatus.active)
-        .options(selectinload(CouponTemplate.stores))
-        .order_by(CouponTemplate.id)
-    )
-    return [
-        t for t in templates
-        if (not t.stores or store.id in {s.id for s in t.stores}) and (t.valid_until is None or t.valid_until >= today)
-    ]
 
 
 @bp.get("/s/<int:store_id>")
@@ -327,7 +294,7 @@ def store(store_id: int):
     if s is None or s.status != ReviewStatus.approved:
         abort(404)
     now = _now()
-    offers = _offers(s, now.astimezone(coupon_svc.LOCAL_TZ).date())
+    offers = coupon_svc.templates_for_store(db.session, s, active_on=local(now).date())
     resident = identity.active_resident(db.session, identity.current_resident_id())
     mine: list[CouponView] = []
     if resident is not None:
@@ -337,7 +304,10 @@ def store(store_id: int):
             .where(Coupon.resident_id == resident.id, CouponTemplate.merchant_id == s.merchant_id)
             .options(selectinload(Coupon.template).selectinload(CouponTemplate.stores))
         )
-        mine = [v for v in _views(list(held), now) if v.shelf == Shelf.valid and s in v.stores]
+        mine = [
+            v for v in _views(list(held), now)
+            if v.shelf == Shelf.valid and coupon_svc.applies_at(v.coupon.template, s)
+        ]
     return render_template(
         "residents/store.html", store=s, merchant=s.merchant, offers=offers, mine=mine,
         hours=_hours_rows(s.opening_hours or {}) if s.opening_hours else None,

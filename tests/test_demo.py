@@ -23,7 +23,7 @@ from marketplace.demo import (
     demo_logins,
     seed_demo,
 )
-from merchants.channels import Channel
+from merchants.models import Channel
 from merchants.models import Member, Region, ReviewStatus, Store
 from merchants.services import region_path, stores_visible_to
 from tests.conftest import LiveServer
@@ -189,7 +189,7 @@ def test_a_reset_simulator_gets_the_demo_contact_ways_back(app, sim, tmp_path):
 
 
 def test_owner_changes_survive_a_reseed(app, sim):
-    from merchants.channels import deactivate_channel
+    from merchants.services import deactivate_channel
 
     seed(sim.client, sim.base)
     store_id = demo_stores()[0].id

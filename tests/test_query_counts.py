@@ -31,7 +31,7 @@ from residents.models import (
     TransferStatus,
 )
 from residents.tokens import make_token
-from merchants.channels import Channel, ChannelAdd
+from merchants.models import Channel, ChannelAdd
 from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
 from tests.conftest import running_app, serve_simulator
 from tests.coupons.factories import Shop, make_shop, make_template, tx

@@ -69,8 +69,8 @@ def test_concurrent_clocks_fire_each_slot_once(app, redis_conn):
 
 def test_fired_sweeps_run_in_a_worker(app, redis_conn):
     only = (
-        Periodic("tags.sync_pending", "residents.tags.sync_pending_tags", 300),
-        Periodic("events.requeue", "core.inbox.requeue_stranded_events", 300, "high"),
+        Periodic("tags.sync_pending", "residents.jobs.sync_pending_tags", 300),
+        Periodic("events.requeue", "core.inbox.jobs.requeue_stranded_events", 300, "high"),
     )
     assert tick(1_800_000_000.0, only) == ["tags.sync_pending", "events.requeue"]
     drain(app)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.db import db
 from marketplace.demo import DEMO_STORES
-from merchants.channels import Channel
+from merchants.models import Channel
 from merchants.models import Store
 
 pytestmark = pytest.mark.browser

@@ -16,7 +16,7 @@ from coupons.services import format_code, issue_coupon
 from core.db import db
 from marketplace.demo import DEMO_CIRCLE, DEMO_DISTRICT, DEMO_MANAGER, DEMO_PASSWORD
 from merchants import posters
-from merchants.channels import Channel
+from merchants.models import Channel
 from merchants.models import ReviewStatus, Store
 from tests.browser.conftest import unique
 from tests.merchants.factories import credit_code

@@ -4,13 +4,14 @@ from __future__ import annotations
 import pytest
 
 from core.db import db
+from core.txn import transaction
 from merchants.models import Region, RegionLevel
 from tests.coupons.factories import Shop, make_shop
 
 
 @pytest.fixture
 def circle(app):
-    with db.session.begin():
+    with transaction(db.session):
         city = Region(name="上海", level=RegionLevel.city)
         db.session.add(city)
         db.session.flush()
@@ -24,11 +25,11 @@ def circle(app):
 
 @pytest.fixture
 def shop(app, circle) -> Shop:
-    with db.session.begin():
+    with transaction(db.session):
         return make_shop(db.session, circle)
 
 
 @pytest.fixture
 def rival(app, circle) -> Shop:
-    with db.session.begin():
+    with transaction(db.session):
         return make_shop(db.session, circle, name="湘里人家")

@@ -7,11 +7,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from coupons.models import CouponKind, TemplateStatus
-from coupons.services import TemplateSpec, create_template
 from accounts.models import Role, User
 from accounts.services import hash_password
 from core.db import db
+from core.txn import transaction
+from coupons.models import CouponKind, TemplateStatus
+from coupons.services import TemplateSpec, create_template
 from merchants.models import Merchant, Region, ReviewStatus, Store
 
 _seq = itertools.count(1)
@@ -74,11 +75,9 @@ def make_template(shop: Shop, **kw):
 
 @contextmanager
 def tx():
-    """``db.session.begin()`` for tests: attribute reloads after a rolled-back block autobegin
-    a read transaction; end it first so the block gets a fresh one."""
-    if db.session().in_transaction():
-        db.session.commit()
-    with db.session.begin():
+    """A test's unit of work, the app's own idiom: ``core.txn.transaction`` on the scoped
+    session (it also takes over the read transaction an attribute reload autobegins)."""
+    with transaction(db.session):
         yield db.session
 
 

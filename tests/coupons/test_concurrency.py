@@ -1,15 +1,20 @@
 """Racing confirms and claims, each thread with its own Session and connection: the database,
-not a check in Python, decides. Runs on PostgreSQL when TEST_DATABASE_URL is set."""
+not a check in Python, decides. Runs on PostgreSQL when TEST_DATABASE_URL is set.
+
+Every loser must be *told* why (already redeemed, sold out, limit): a lock error is a failure
+on both backends. SQLite serialises writers (WAL, busy_timeout) and the services read before
+their first write outside it, so a waiting writer sees the winner's commit instead of a
+stale snapshot."""
 from __future__ import annotations
 
 import threading
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
+from core.db import db
+from core.txn import transaction
 from coupons import services as svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, Redemption
-from core.db import db
 from tests.coupons.factories import NOW, make_template, tx
 
 THREADS = 8
@@ -25,7 +30,7 @@ def race(app, backend, work):
             session = db._factory()
             try:
                 barrier.wait()
-                with session.begin():
+                with transaction(session):
                     outcomes[i] = work(session, i)
             except Exception as exc:  # noqa: BLE001 - the outcome is what we test
                 outcomes[i] = exc
@@ -38,9 +43,9 @@ def race(app, backend, work):
     for t in threads:
         t.join(60)
     for o in outcomes:
-        # PostgreSQL must answer every loser cleanly; SQLite may refuse a writer as "locked"
-        allowed = (svc.RedemptionError, svc.IssueError) + ((OperationalError,) if backend == "sqlite" else ())
-        assert not isinstance(o, Exception) or isinstance(o, allowed), repr(o)
+        # every loser answered by a rule (never "database is locked", never a timeout)
+        assert o is not None, "a thread did not finish"
+        assert not isinstance(o, Exception) or isinstance(o, (svc.RedemptionError, svc.IssueError)), repr(o)
     return outcomes
 
 
@@ -56,8 +61,8 @@ def test_concurrent_redemption_exactly_one_wins(app, backend, shop):
     assert len(wins) == 1
     losses = [o for o in outcomes if isinstance(o, svc.RedemptionError)]
     assert all(e.code == "already_redeemed" for e in losses)
-    if backend == "postgresql":
-        assert len(losses) == THREADS - 1
+    assert len(losses) == THREADS - 1  # every loser was told "already redeemed"
+    assert all(e.detail["store_name"] == shop.store.name for e in losses)
     db.session.expire_all()
     assert db.session.scalar(select(func.count(Redemption.id))) == 1
     assert db.session.get(Coupon, coupon.id).status == CouponStatus.redeemed
@@ -74,8 +79,7 @@ def test_concurrent_double_tap_same_key_redeems_once(app, backend, shop):
     results = [o for o in outcomes if isinstance(o, svc.RedemptionResult)]
     assert len({r.redemption_id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
-    if backend == "postgresql":
-        assert len(results) == THREADS
+    assert len(results) == THREADS  # every tap got the one redemption back
     db.session.expire_all()
     assert db.session.scalar(select(func.count(Redemption.id))) == 1
 
@@ -91,18 +95,18 @@ def test_concurrent_claims_respect_stock(app, backend, shop):
     db.session.expire_all()
     issued = db.session.scalar(select(func.count(Coupon.id)))
     assert issued <= 3 and db.session.get(CouponTemplate, tid).issued_count == issued
-    if backend == "postgresql":
-        assert issued == 3
+    assert issued == 3
+    assert len(sold_out) == THREADS - 3
 
 
 def test_concurrent_claims_one_diner(app, backend, shop):
     t = make_template(shop, total_stock=None, per_diner_limit=2)
     tid = t.id
 
-    race(app, backend, lambda s, i: svc.issue_coupon(s, tid, "greedy", now=NOW).id)
+    outcomes = race(app, backend, lambda s, i: svc.issue_coupon(s, tid, "greedy", now=NOW).id)
 
+    assert all(e.code == "limit" for e in outcomes if isinstance(e, svc.IssueError))
     db.session.expire_all()
     issued = db.session.scalar(select(func.count(Coupon.id)))
     assert issued <= 2 and db.session.get(CouponTemplate, tid).issued_count == issued
-    if backend == "postgresql":
-        assert issued == 2
+    assert issued == 2

@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from core.db import db
+from core.errors import NotFound
 from coupons import services as svc
 from coupons.models import (
     Coupon,
@@ -18,7 +20,6 @@ from coupons.models import (
     RedemptionReversal,
     TemplateStatus,
 )
-from core.db import db
 from tests.coupons.factories import NOW, make_template, spec, tx
 
 
@@ -81,7 +82,7 @@ def test_terms_frozen_once_issued(shop):
     t = make_template(shop)
     issue(t)
     with tx():
-        t = svc.get_template(db.session, shop.merchant.id, t.id)
+        t = svc.get_template(db.session, t.id, shop.merchant.id)
         base = svc.TemplateSpec.from_template(t)
         with pytest.raises(svc.TemplateError) as err:
             svc.update_template(db.session, t, replace(base, value=3000))
@@ -94,8 +95,32 @@ def test_terms_frozen_once_issued(shop):
 
 def test_tenant_lookup(shop, rival):
     t = make_template(shop)
-    assert svc.get_template(db.session, rival.merchant.id, t.id) is None
-    assert svc.get_template(db.session, shop.merchant.id, t.id).id == t.id
+    with pytest.raises(NotFound):  # another merchant's template is not found, like a missing one
+        svc.get_template(db.session, t.id, rival.merchant.id)
+    with pytest.raises(NotFound):
+        svc.get_template(db.session, t.id + 1000, shop.merchant.id)
+    assert svc.get_template(db.session, t.id, shop.merchant.id).id == t.id
+
+
+def test_where_a_template_applies(shop, rival):
+    open_ended = dict(valid_from=None, valid_until=None, valid_days=7)
+    everywhere = make_template(shop, name="全店通用", **open_ended)
+    one_store = make_template(shop, name="本店专享", store_ids=[shop.store.id], **open_ended)
+    ended = make_template(shop, name="六月券", valid_until=date(2025, 6, 30))
+    paused = make_template(shop, name="暂停的券", status=TemplateStatus.paused)
+    assert svc.applies_at(everywhere, shop.store) and svc.applies_at(everywhere, shop.other_store)
+    assert svc.applies_at(one_store, shop.store) and not svc.applies_at(one_store, shop.other_store)
+    assert not svc.applies_at(everywhere, rival.store)  # another merchant's store
+
+    ids = lambda ts: [t.id for t in ts]  # noqa: E731
+    assert ids(svc.templates_for_store(db.session, shop.other_store)) == [everywhere.id, ended.id]
+    assert ids(svc.templates_for_store(db.session, shop.store, active_on=date(2025, 7, 1))) == [
+        everywhere.id, one_store.id]
+    assert paused.id not in ids(svc.templates_for_store(db.session, shop.store))
+
+    where = svc.stores_for_templates(db.session, [everywhere, one_store])
+    assert [s.id for s in where[everywhere.id]] == sorted([shop.store.id, shop.other_store.id])
+    assert [s.id for s in where[one_store.id]] == [shop.store.id]
 
 
 # ---------------------------------------------------------------- math and labels

@@ -7,9 +7,9 @@ import re
 import pytest
 from sqlalchemy import select
 
+from core.db import db
 from coupons import services as svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, Redemption
-from core.db import db
 from tests.coupons.factories import login, logout, make_template, post_form, tx
 
 GOOD = {

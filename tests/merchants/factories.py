@@ -8,13 +8,13 @@ import pytest
 from flask.globals import _cv_app
 from flask.testing import FlaskClient
 
-from accounts.models import Role
-from accounts.services import create_admin, create_manager, create_user
+from accounts.models import Role, User
+from accounts.services import create_admin, create_user
 from core.db import db
 from core.txn import transaction
 from merchants import services
 from merchants.models import RegionLevel
-from merchants.services import StoreInput, credit_code_check_char
+from merchants.services import StoreInput, create_manager, credit_code_check_char
 
 PASSWORD = "s3cret-pass"
 _seq = itertools.count(1)
@@ -68,8 +68,6 @@ def store_input(circle_id: int, name: str = "老王川菜馆") -> StoreInput:
 
 def make_merchant(username: str, circle_id: int, name: str = "老王餐饮") -> tuple[int, int, int]:
     """An owner with an enrolled merchant and one pending store: (user_id, merchant_id, store_id)."""
-    from accounts.models import User
-
     user_id = make_owner(username)
     with transaction(db.session):
         user = db.session.get(User, user_id)

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.models import Role, User
-from accounts.services import AccountError, authenticate, create_admin
+from accounts.services import AccountError, authenticate, create_admin, create_user
 from core.db import db
 from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
 from tests.merchants.factories import PASSWORD, csrf_token, login, make_admin, make_owner, post_form
@@ -112,8 +112,6 @@ def test_create_admin_creates_then_resets_password(app):
 
 @pytest.mark.parametrize("username,password", [("ab", PASSWORD), ("valid_name", "short")])
 def test_account_rules(app, username, password):
-    from accounts.services import create_user
-
     with pytest.raises(AccountError):
         create_user(db.session, username=username, password=password, role=Role.owner)
     db.session.rollback()

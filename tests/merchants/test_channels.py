@@ -9,14 +9,20 @@ import pytest
 from flask_babel import refresh
 from sqlalchemy import select
 
+from accounts.models import Role, User
+from accounts.services import create_user
 from core.db import db
+from core.extensions import QUEUE_DEFAULT, enqueue
+from core.localtime import LOCAL_TZ
 from core.txn import transaction
-from merchants import channels
-from merchants.channels import Channel, ChannelAdd, ChannelError, make_state, parse_state
-from merchants.models import Member, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
+from core.wecom import get_wecom
+from marketplace.worker import drain
+from merchants import jobs, posters
+from merchants.models import Channel, Member, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
+from merchants.services import ChannelError, channels, make_state, parse_state
 from tests.conftest import running_app, serve_simulator
 
-CST = channels.LOCAL_TZ
+CST = LOCAL_TZ
 _seq = itertools.count(1)
 SIM_NAMES = {"zhangwei": "张伟", "lina": "李娜", "wangfang": "王芳", "zhaolei": "赵磊", "huangli": "黄丽"}
 
@@ -169,36 +175,10 @@ def test_everyone_capped_still_reaches_someone(app):
     assert channels.serving_userids(db.session, store.id, today) == ["wang"]
 
 
-def test_welcome_settings_rules(app):
-    from coupons.models import CouponKind, CouponTemplate
-
-    with transaction(db.session()):
-        store = make_store(db.session)
-        other = make_store(db.session)
-        mine = CouponTemplate(merchant_id=store.merchant_id, name="新客满50减10", kind=CouponKind.amount_off,
-                              value=1000, min_spend_fen=5000, valid_days=7)
-        theirs = CouponTemplate(merchant_id=other.merchant_id, name="别家的券", kind=CouponKind.voucher,
-                                value=500, valid_days=7)
-        db.session.add_all([mine, theirs])
-    with transaction(db.session()):
-        channels.update_welcome(db.session, store, text="欢迎光临！", template_id=mine.id)
-    assert (store.welcome_text, store.welcome_template_id) == ("欢迎光临！", mine.id)
-    with pytest.raises(ChannelError, match="4000"), transaction(db.session()):
-        channels.update_welcome(db.session, store, text="好" * 1334, template_id=None)  # 4002 bytes
-    with pytest.raises(ChannelError), transaction(db.session()):
-        channels.update_welcome(db.session, store, text="hi", template_id=theirs.id)
-    with transaction(db.session()):
-        channels.update_welcome(db.session, store, text="好" * 1333, template_id=None)  # 3999 bytes
-    assert store.welcome_template_id is None
-
-
 # --- portal pages (no WeCom needed) ------------------------------------------------------
 
 
 def make_owner(session, store) -> "User":
-    from accounts.models import Role
-    from accounts.services import create_user
-
     return create_user(session, username=f"owner{next(_seq)}", password="s3cret-pass", role=Role.owner,
                        merchant_id=store.merchant_id)
 
@@ -265,31 +245,6 @@ def test_create_without_csrf_is_rejected(app, client):
     assert db.session.scalar(select(Channel)) is None
 
 
-def test_welcome_form(app, client):
-    from coupons.models import CouponKind, CouponTemplate
-
-    with transaction(db.session()):
-        store = make_store(db.session)
-        owner = make_owner(db.session, store)
-        tpl = CouponTemplate(merchant_id=store.merchant_id, name="新客满50减10", kind=CouponKind.amount_off,
-                             value=1000, min_spend_fen=5000, valid_days=7)
-        db.session.add(tpl)
-    sign_in(client, owner)
-    url = f"/portal/stores/{store.id}/welcome"
-    page = client.get(url).get_data(as_text=True)
-    assert "新客满50减10" in page
-    token = csrf_token(client, url)
-    too_long = client.post(url, data={"csrf_token": token, "welcome_text": "好" * 1400, "template_id": ""})
-    assert too_long.status_code == 400 and "4000" in too_long.get_data(as_text=True)
-    bogus = client.post(url, data={"csrf_token": token, "welcome_text": "hi", "template_id": "999999"})
-    assert bogus.status_code == 400  # not one of the choices: a form error, not a 500
-    ok = client.post(url, data={"csrf_token": token, "welcome_text": "欢迎光临！", "template_id": str(tpl.id)})
-    assert ok.status_code == 302
-    db.session.expire_all()
-    store = db.session.get(Store, store.id)
-    assert (store.welcome_text, store.welcome_template_id) == ("欢迎光临！", tpl.id)
-
-
 # --- contact ways over real HTTP against the simulator ------------------------------------
 # The simulator's demo corp: zhangwei, lina, wangfang … may hold customers; zhaolei (赵磊)
 # and huangli may not.
@@ -330,8 +285,6 @@ def live_app(backend, database_urls, redis_url, tmp_path, sim):
 
 
 def wecom():
-    from core.wecom import get_wecom
-
     return get_wecom()
 
 
@@ -425,10 +378,6 @@ def test_cap_overflow_moves_the_code_to_backups_and_back(live_app, sim):
 
 
 def test_rebalance_job_runs_on_a_real_worker(live_app, sim):
-    from core.extensions import QUEUE_DEFAULT, enqueue
-    from marketplace.worker import drain
-    from merchants import jobs
-
     store = store_with_staff([("zhangwei", False, 1), ("wangfang", True, None)])
     ch = new_channel(store)
     with transaction(db.session()):
@@ -465,7 +414,6 @@ def test_create_in_portal_then_download_posters(live_app, sim):
 
     from PIL import Image
 
-    from merchants import posters
     from tests.merchants.test_posters import decode_qr
 
     client = live_app.test_client()

@@ -9,6 +9,8 @@ from sqlalchemy import select
 
 from accounts.models import Role, User
 from core.db import db
+from core.localtime import LOCAL_TZ
+from core.signals import store_staff_changed
 from merchants import services
 from merchants.forms import CUISINE_LABELS
 from merchants.models import CUISINES, Member, Merchant, ReviewStatus, Store
@@ -109,7 +111,7 @@ def test_opening_hours():
         "sat": [["10:00", "24:00"]],
     }
     assert services.build_opening_hours([([], ""), ([], "")]) == {}
-    cst = services.LOCAL_TZ
+    cst = LOCAL_TZ
     assert services.is_open_at(hours, datetime(2024, 6, 3, 12, 0, tzinfo=cst))  # a Monday lunch
     assert not services.is_open_at(hours, datetime(2024, 6, 3, 15, 0, tzinfo=cst))
     assert not services.is_open_at(hours, datetime(2024, 6, 5, 12, 0, tzinfo=cst))  # Wednesday
@@ -361,8 +363,6 @@ def live_client(backend, database_urls, redis_url, tmp_path, simulator):
 
 
 def test_owner_picks_serving_members_from_wecom(live_client):
-    from core.signals import store_staff_changed
-
     client = live_client
     ids = make_regions()
     _, _, store_id = make_merchant("laowang", ids["徐家汇"])

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from accounts.models import Role, User
 from core.db import db
+from core.errors import NotFound
 from core.txn import transaction
 from merchants import services
 from merchants.models import Store
@@ -98,8 +99,6 @@ def test_manager_outside_region_gets_404(client, two_merchants):
 
 
 def test_get_store_for_scopes_every_role(app, two_merchants):
-    from werkzeug.exceptions import NotFound
-
     mine, theirs = two_merchants["mine"], two_merchants["theirs"]
     users = {u.username: u for u in db.session.scalars(select(User))}
     assert services.get_store_for(db.session, users["mine_owner"], mine).id == mine

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from coupons.models import CouponTemplate
+from coupons.services import update_welcome
 from core.db import db, utcnow
 from residents.models import ContactRelationship, RelationshipStatus, Resident
 from core.txn import transaction
-from merchants import channels
+from merchants.services import channels
 from merchants.models import Member, Region, RegionLevel, Store, StoreMember
 from tests.coupons.factories import make_shop, make_template
 
@@ -131,7 +132,7 @@ def welcome_store(
         template_id = make_template(shop, **kw).id
     with transaction(db.session) as session:
         store = session.get(Store, store_id)
-        channels.update_welcome(session, store, text=welcome_text, template_id=template_id)
+        update_welcome(session, store, text=welcome_text, template_id=template_id)
         channel = channels.create_channel(session, client, store, name=f"门口海报{next(_seq)}", kind="door")
         return WelcomeStore(store_id, merchant_id, channel.id, channel.config_id, channel.state, template_id,
                             list(cuisines), welcome_text, shop)

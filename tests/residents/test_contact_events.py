@@ -17,13 +17,15 @@ from coupons.models import Coupon, CouponStatus
 from marketplace import welcome
 from core.db import db, utcnow
 from core.extensions import QUEUE_HIGH, enqueue
-from residents import handlers, services, taste
+from residents import services, taste
 from residents.models import ContactRelationship, RelationshipStatus, Resident, TasteSignal
 from residents.tokens import load_token
 from core.txn import transaction
-from core.inbox import WeComEvent, accept_callback, process_event
+from core.inbox.jobs import accept_callback, process_event
+from core.inbox.models import WeComEvent
 from core.wecom import get_wecom
-from merchants.channels import ChannelAdd, channel_counts
+from merchants.models import ChannelAdd
+from merchants.services import channel_counts
 from tests.residents.factories import make_member, resident_with_contact, template_issued, welcome_store
 from wecom.crypto import WeComCrypto
 from wecom.defaults import DEMO_AGENT_ID
@@ -143,8 +145,10 @@ def texts(messages: list[dict]) -> list[str]:
 
 def test_there_is_one_add_handler_and_it_is_ours(stack):
     found = registry.handlers_for({"Event": "change_external_contact", "ChangeType": ADD})
-    assert handlers.on_add_external_contact in found
-    assert not [h for h in found if h.__module__ == "marketplace.welcome"]
+    assert welcome.on_add_external_contact in found
+    # one add flow: the roof's (marketplace.welcome) spans contact → coupon → welcome; the
+    # residents domain registers no second one
+    assert not [h for h in found if h.__module__.startswith("residents")]
 
 
 def test_scan_makes_resident_relationship_signals_coupon_and_welcome_card(stack, signal_log):
@@ -250,7 +254,7 @@ def test_concurrent_jobs_for_one_add_give_one_of_each(stack, signal_log):
         with stack.app.app_context():
             try:
                 barrier.wait()
-                handlers.on_add_external_contact(payload)
+                welcome.on_add_external_contact(payload)
             except Exception as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
             finally:

@@ -12,7 +12,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from coupons import services as coupon_svc
-from coupons.models import Coupon, TemplateStatus
+from coupons.models import Coupon, CouponKind, TemplateStatus
 from coupons.views import desk_url, qr_data_uri
 from core.db import db
 from residents import identity, preferences
@@ -252,7 +252,7 @@ def test_coupon_list_does_not_load_per_coupon(app, client, shop, template):
     from sqlalchemy import event
 
     diner = new_resident()
-    other = make_template(shop, name="8折", kind=coupon_svc.CouponKind.percent_off, value=80, cap_fen=3000,
+    other = make_template(shop, name="8折", kind=CouponKind.percent_off, value=80, cap_fen=3000,
                           min_spend_fen=0, valid_from=None, valid_until=None, valid_days=10, total_stock=None,
                           per_diner_limit=5)
     for _ in range(4):

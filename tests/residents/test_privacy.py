@@ -22,8 +22,9 @@ from residents.models import (
     SignalSource,
     TasteSignal,
 )
-from core.inbox import WeComEvent
-from merchants.channels import Channel, ChannelAdd, make_state
+from core.inbox.models import WeComEvent
+from merchants.models import Channel, ChannelAdd
+from merchants.services import make_state
 from merchants.models import Member, Region, RegionLevel
 from tests.coupons.factories import NOW, make_shop, make_template, tx
 

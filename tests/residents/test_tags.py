@@ -19,10 +19,10 @@ from sqlalchemy import delete, func, select
 
 from coupons import services as coupon_services
 from coupons.models import CouponKind, TemplateStatus
-from core.db import db
+from core.db import db, utcnow
 from core.extensions import get_queue
 from core import signals
-from residents import tags, taste
+from residents import jobs, tags, taste
 from residents.models import (
     ContactRelationship,
     CorpTag,
@@ -114,8 +114,11 @@ def diner(stack, handle: str = "wangxiaoming", userid: str = "zhangwei", cuisine
         member = make_member(db.session, userid)
         resident = make_resident(db.session, external)
         open_contact(db.session, resident, member, shop.store)
-        for code in cuisines:
-            taste.record_signal(db.session, resident.id, code, SignalSource.scan, ref=f"store:{shop.store.id}")
+        for code in cuisines:  # seeded evidence, rows only: each test sends the signals it means
+            db.session.add(TasteSignal(
+                resident_id=resident.id, cuisine=code, source=SignalSource.scan, ref=f"store:{shop.store.id}",
+                weight=taste.SOURCE_WEIGHTS[SignalSource.scan], observed_at=utcnow(),
+            ))
         ids = dict(resident_id=resident.id, member_id=member.id, store_id=shop.store.id, circle=circle.name,
                    circle_id=circle.id, external=external, userid=userid, shop=shop)
     return ids
@@ -285,12 +288,12 @@ def test_45033_leaves_rows_pending_and_the_sweep_finishes_them(live):
 
     # WeCom recovers; the sweep (a scheduler or the CLI) queues one job per waiting resident
     sim(live, "config", {"tag_concurrency": 3})
-    assert tags.sync_pending_tags() == 1
-    assert tags.sync_pending_tags() == 0  # already queued: not twice
+    assert jobs.sync_pending_tags() == 1
+    assert jobs.sync_pending_tags() == 0  # already queued: not twice
     until(live, lambda: all_synced(d["resident_id"]))
     assert contact_tags(d["external"], "zhangwei") == {("口味偏好", "川菜"), ("口味偏好", "火锅"), ("商圈", "徐家汇")}
     assert all(r.attempts == 0 and r.last_error is None for r in rows(d["resident_id"]).values())
-    assert tags.sync_pending_tags() == 0
+    assert jobs.sync_pending_tags() == 0
 
 
 @pytest.mark.slow
@@ -319,7 +322,7 @@ def test_the_throttle_keeps_concurrent_tag_writes_under_wecom_limit(live):
         def run(rid):
             barrier.wait()
             try:
-                in_thread(live.app, tags.sync_resident_tags, rid)
+                in_thread(live.app, jobs.sync_resident_tags, rid)
             except tags.TagSyncDeferred as exc:
                 errors.append(exc)
 
@@ -411,7 +414,7 @@ def staff_edit(stack, external_userid: str, **change) -> None:
 
 
 def _events_done(stack, change_type: str) -> int:
-    from core.inbox import WeComEvent
+    from core.inbox.models import WeComEvent
 
     db.session.remove()
     return db.session.scalar(

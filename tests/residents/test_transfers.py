@@ -203,7 +203,7 @@ def test_start_collects_the_merchants_customers_in_batches_and_marks_the_member_
         select(StoreMember.store_id, StoreMember.leaving).where(StoreMember.member_id == m["a1"])
     ).all())
     assert leaving == {t["mine"]: True, second_id: True, t["theirs"]: False}
-    with pytest.raises(svc.ServiceError):  # one running transfer per member
+    with pytest.raises(svc.TransferError):  # one running transfer per member
         start("mine_owner", t["mine"], m["a1"], m["a3"])
 
 
@@ -340,7 +340,7 @@ def sim(stack, method: str, path: str, body=None) -> dict:
 def make_live_shop(live, owner: str, userids: list[str]) -> LiveShop:
     """An approved store served by ``userids``, with a real channel code in the simulator."""
     from core.wecom import get_wecom
-    from merchants import channels
+    from merchants.services import channels
 
     _, _, store_id = make_merchant(owner, live["regions"]["徐家汇"], name=f"{owner}的馆子")
     members = {u: db.session.scalar(select(Member.id).where(Member.userid == u)) for u in userids}
@@ -529,7 +529,7 @@ def test_on_job_transfer_a_diner_refuses_is_reported(live):
             # what `linli cron` enqueues every two minutes: WeCom is asked once per
             # TRANSFER_POLL_SECONDS, not on every sweep
             for _ in range(2):
-                get_queue(QUEUE_DEFAULT).enqueue("residents.transfers.poll_running_transfers")
+                get_queue(QUEUE_DEFAULT).enqueue("residents.transfers.jobs.poll_running_transfers")
                 stack.drain()
         assert [p for p, _ in polls if "transfer" in p] == ["/cgi-bin/externalcontact/transfer_result"]
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 
 from core.db import db
 from core.extensions import QUEUE_HIGH, get_queue
-from core.inbox import WeComEvent
+from core.inbox.models import WeComEvent
 from marketplace.worker import drain
 from wecom.callback import DEDUPE_PREFIX, CallbackSettings, create_callback_blueprint, parse_event_xml
 from wecom.crypto import WeComCrypto, signature
@@ -358,7 +358,7 @@ def test_redis_outage_still_reaches_the_sink():
 def test_redis_outage_answers_200_and_loses_nothing(app, database_urls, backend, tmp_path, caplog):
     """With Redis unreachable (no dedupe, no queue) the event is still stored and answered
     200; the periodic sweep gives it a job once Redis is back."""
-    from core.inbox import requeue_stranded_events
+    from core.inbox.jobs import requeue_stranded_events
     from tests.conftest import make_test_app
 
     down = make_test_app(tmp_path / "down", database_urls[backend], "redis://127.0.0.1:9/0")

@@ -9,8 +9,11 @@ import os
 from typing import Any
 
 from flask import Flask, request
+from flask_babel import Babel
 
 from wecom import redact
+from wecom.simulator import admin, api, groups, messaging, oauth, pages
+from wecom.simulator.seed import seed
 from wecom.simulator.settings import load_settings
 from wecom.simulator.state import Sim
 
@@ -30,22 +33,14 @@ def create_simulator_app(config: dict[str, Any] | None = None) -> Flask:
     sim = Sim(settings, clock=config.get("CLOCK"))
     app.extensions["wecom_sim"] = sim
     sim.create_schema()
-    from wecom.simulator.seed import seed
-
     with sim.transaction() as session:
         seed(session, settings.corp_id)
 
-    from flask_babel import Babel
-
     Babel(app)
-
-    from wecom.simulator import admin, api, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(pages.bp)
-    from wecom.simulator import oauth
-
     oauth.init_app(app)  # WeChat web OAuth (open.weixin.qq.com / api.weixin.qq.com stand-ins)
 
     @app.before_request
@@ -59,8 +54,6 @@ def create_simulator_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def settle_now(sim: Sim) -> None:
-    from wecom.simulator import groups, messaging
-
     with sim.transaction() as session:
         messaging.settle_due(session, sim)
         groups.settle_transfers(session, sim)

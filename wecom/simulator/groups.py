@@ -12,13 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from wecom.simulator.callbacks import emit
+from wecom.simulator.checks import member_or_error, page_limit, page_offset
 from wecom.simulator.errors import ApiError
 from wecom.simulator.models import Follow, GroupChat, GroupMember, Member, Transfer, WechatUser
 from wecom.simulator.services import (
     ActionError,
-    _limit,
-    _offset,
-    member_or_error,
     wechat_user_by_external,
     wechat_user_or_action_error,
 )
@@ -30,8 +28,8 @@ MAX_GROUP_SIZE = 200
 
 def group_list(session: Session, data: dict[str, Any]) -> dict[str, Any]:
     status_filter = int(data.get("status_filter") or 0)
-    limit = _limit(data.get("limit"), 100, 1000)
-    offset = _offset(data.get("cursor"))
+    limit = page_limit(data.get("limit"), 100, 1000)
+    offset = page_offset(data.get("cursor"))
     query = select(GroupChat)
     owners = ((data.get("owner_filter") or {}).get("userid_list")) or []
     if len(owners) > 100:
@@ -212,7 +210,7 @@ def transfer_result(session: Session, data: dict[str, Any], kind: str) -> dict[s
     handover, takeover = data.get("handover_userid"), data.get("takeover_userid")
     if not handover or not takeover:
         raise ApiError(40058, "handover_userid and takeover_userid are required")
-    offset = _offset(data.get("cursor"))
+    offset = page_offset(data.get("cursor"))
     rows = session.scalars(
         select(Transfer).where(Transfer.kind == kind, Transfer.handover_userid == handover,
                                Transfer.takeover_userid == takeover)
@@ -282,8 +280,8 @@ def resign_member(session: Session, sim, userid: str) -> Member:
 
 
 def unassigned_list(session: Session, data: dict[str, Any]) -> dict[str, Any]:
-    limit = _limit(data.get("page_size"), 1000, 1000)
-    offset = _offset(data.get("cursor"))
+    limit = page_limit(data.get("page_size"), 1000, 1000)
+    offset = page_offset(data.get("cursor"))
     in_transfer = select(Transfer.external_userid).where(Transfer.kind == "resigned", Transfer.status.in_((1, 2)))
     rows = session.execute(
         select(Follow, Member)

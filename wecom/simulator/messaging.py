@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from wecom.simulator import ids
+from wecom.simulator.checks import member_or_error, page_limit, page_offset
 from wecom.simulator.errors import ApiError
 from wecom.simulator.models import (
     Follow,
@@ -23,7 +24,6 @@ from wecom.simulator.models import (
     WechatUser,
     WelcomeCode,
 )
-from wecom.simulator.services import _limit, _offset, member_or_error
 
 CHINA = timezone(timedelta(hours=8))  # WeCom's calendar; China has no DST
 ATTACHMENT_TYPES = ("image", "link", "miniprogram", "video", "file")
@@ -295,8 +295,8 @@ def list_v2(session: Session, data: dict[str, Any]) -> dict[str, Any]:
     if float(end) - float(start) > 31 * 86400:
         raise ApiError(40058, "time span exceeds one month")
     filter_type = int(data.get("filter_type", 2))
-    limit = _limit(data.get("limit"), 50, 100)
-    offset = _offset(data.get("cursor"))
+    limit = page_limit(data.get("limit"), 50, 100)
+    offset = page_offset(data.get("cursor"))
     query = select(MassMessage).where(
         MassMessage.chat_type == chat_type, MassMessage.created_at >= float(start),
         MassMessage.created_at <= float(end),
@@ -322,8 +322,8 @@ def list_v2(session: Session, data: dict[str, Any]) -> dict[str, Any]:
 
 def task_list(session: Session, data: dict[str, Any]) -> dict[str, Any]:
     message = message_or_error(session, data.get("msgid"))
-    limit = _limit(data.get("limit"), 500, 1000)
-    offset = _offset(data.get("cursor"))
+    limit = page_limit(data.get("limit"), 500, 1000)
+    offset = page_offset(data.get("cursor"))
     rows = session.scalars(
         select(MassTask).where(MassTask.msgid == message.msgid).order_by(MassTask.id).offset(offset).limit(limit + 1)
     ).all()
@@ -339,8 +339,8 @@ def task_list(session: Session, data: dict[str, Any]) -> dict[str, Any]:
 def send_result(session: Session, data: dict[str, Any]) -> dict[str, Any]:
     message = message_or_error(session, data.get("msgid"))
     member_or_error(session, data.get("userid"))
-    limit = _limit(data.get("limit"), 500, 1000)
-    offset = _offset(data.get("cursor"))
+    limit = page_limit(data.get("limit"), 500, 1000)
+    offset = page_offset(data.get("cursor"))
     rows = session.scalars(
         select(MassTarget)
         .where(MassTarget.msgid == message.msgid, MassTarget.userid == data["userid"])

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from wecom.simulator import ids
 from wecom.simulator.callbacks import emit
+from wecom.simulator.checks import member_or_error, page_limit, page_offset
 from wecom.simulator.errors import ApiError
+from wecom.simulator.messaging import deliver
 from wecom.simulator.models import (
     ContactWay,
     Follow,
@@ -78,18 +80,6 @@ def avatar_url(sim, kind: str, key: str) -> str:
     return f"{sim.settings.public_url}/avatar/{kind}/{key}.svg"
 
 
-def member_or_error(session: Session, userid: str | None, *, customers: bool = False) -> Member:
-    """The member behind ``userid``; ``customers`` also requires customer-contact permission."""
-    if not userid:
-        raise ApiError(41009)
-    member = session.get(Member, userid)
-    if member is None or member.resigned_at is not None:
-        raise ApiError(40003, userid)
-    if customers and not member.customer_contact:
-        raise ApiError(84074, f"{userid} has no customer contact permission")
-    return member
-
-
 def member_dict(sim, member: Member) -> dict[str, Any]:
     return {
         "userid": member.userid,
@@ -126,35 +116,14 @@ def user_simplelist(session: Session, department_id: Any) -> list[dict[str, Any]
 
 
 def user_list_id(session: Session, cursor: str | None, limit: Any) -> dict[str, Any]:
-    limit = _limit(limit, 10000, 10000)
-    offset = _offset(cursor)
+    limit = page_limit(limit, 10000, 10000)
+    offset = page_offset(cursor)
     members = active_members(session)
     page = members[offset : offset + limit]
     return {
         "next_cursor": str(offset + limit) if offset + limit < len(members) else "",
         "dept_user": [{"userid": m.userid, "department": DEPARTMENT_ID} for m in page],
     }
-
-
-def _limit(value: Any, default: int, maximum: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        limit = int(value)
-    except (TypeError, ValueError):
-        raise ApiError(40058, "invalid limit") from None
-    if limit < 1 or limit > maximum:
-        raise ApiError(40058, f"limit must be 1..{maximum}")
-    return limit
-
-
-def _offset(cursor: Any) -> int:
-    if cursor in (None, ""):
-        return 0
-    try:
-        return max(0, int(cursor))
-    except (TypeError, ValueError):
-        raise ApiError(40058, "invalid cursor") from None
 
 
 # ---------------------------------------------------------------- contact ways
@@ -302,8 +271,8 @@ def list_contact_ways(session: Session, sim, data: dict[str, Any]) -> dict[str, 
     now = sim.now()
     start = float(data.get("start_time") or now - 90 * 86400)
     end = float(data.get("end_time") or now)
-    limit = _limit(data.get("limit"), 100, 1000)
-    offset = _offset(data.get("cursor"))
+    limit = page_limit(data.get("limit"), 100, 1000)
+    offset = page_offset(data.get("cursor"))
     rows = session.scalars(
         select(ContactWay)
         .where(ContactWay.created_at >= start, ContactWay.created_at <= end, ContactWay.is_temp.is_(False))
@@ -424,8 +393,8 @@ def batch_get_by_user(session: Session, sim, data: dict[str, Any]) -> dict[str, 
         raise ApiError(40058, "userid_list exceeds 100")
     for userid in userids:
         member_or_error(session, userid, customers=True)
-    limit = _limit(data.get("limit"), 50, 100)
-    offset = _offset(data.get("cursor"))
+    limit = page_limit(data.get("limit"), 50, 100)
+    offset = page_offset(data.get("cursor"))
     rows = session.execute(
         select(Follow, WechatUser)
         .join(WechatUser, WechatUser.external_userid == Follow.external_userid)
@@ -648,8 +617,6 @@ def scan(session: Session, sim, wechat_user: str, config_id: str) -> dict[str, A
     follow.add_way, follow.oper_userid, follow.tag_ids = 1, user.external_userid, []
     code = None
     if way.welcome_text:
-        from wecom.simulator.messaging import deliver
-
         deliver(session, sim, user.id, userid, {"text": {"content": way.welcome_text}}, source="welcome")
     else:
         code = ids.welcome_code()

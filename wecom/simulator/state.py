@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from wecom.crypto import WeComCrypto
+from wecom.simulator.callbacks import Dispatcher
 from wecom.simulator.models import SimBase
 from wecom.simulator.settings import Settings
 
@@ -101,8 +102,6 @@ class Sim:
         for spec in settings.faults:
             self.faults.add(spec)
         self.write_lock = threading.RLock()  # SQLite: one writer at a time, no lock errors
-        from wecom.simulator.callbacks import Dispatcher
-
         self.dispatcher = Dispatcher(self)
 
     def now(self) -> float:

@@ -8,85 +8,31 @@ ever *update* the contact way under the same ``config_id``.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _
-from sqlalchemy import (
-    JSON,
-    ForeignKey,
-    Index,
-    String,
-    UniqueConstraint,
-    func,
-    select,
-)
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
-from core.db import Base, utcnow
-from merchants.models import Member, ReviewStatus, Store, StoreMember
+from core.db import utcnow
+from core.localtime import local, local_midnight
+from merchants.errors import ChannelError
+from merchants.models import CHANNEL_KINDS, STATE_MAX, Channel, ChannelAdd, Member, ReviewStatus, Store, StoreMember
+from merchants.services.hours import is_open
+from wecom.client import WeComError
 
-# Stores live in mainland China; "today" for the daily cap and opening hours is local.
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
-
-# kind code -> Chinese label (the poster templates and the form use these).
-CHANNEL_KINDS = {  # kind -> label (lazy: rendered in the reader's language)
-    "door": _("门口海报"),
-    "table": _("桌贴"),
-    "receipt": _("小票"),
-    "flyer": _("传单"),
-    "other": _("其他"),
-}
-
-STATE_MAX = 30  # WeCom's limit on contact-way ``state``
-WELCOME_TEXT_MAX_BYTES = 4000  # WeCom's limit on a welcome message's text content
+# The add event's idempotent insert ("count once") is dialect-specific.
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-class Channel(Base):
-    __tablename__ = "channels"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(30))
-    kind: Mapped[str] = mapped_column(String(16), default="other")
-    # Set once WeCom has created the contact way; NULL only inside the creating transaction.
-    config_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    qr_code: Mapped[str] = mapped_column(String(512), default="")
-    state: Mapped[str | None] = mapped_column(String(STATE_MAX), unique=True)
-    # True: friend requests are auto-accepted only within the store's opening hours.
-    auto_accept_hours_only: Mapped[bool] = mapped_column(default=False)
-    # What we last told WeCom, so jobs call update_contact_way only on a change.
-    users: Mapped[list[str]] = mapped_column(JSON, default=list)
-    skip_verify: Mapped[bool] = mapped_column(default=True)
-    active: Mapped[bool] = mapped_column(default=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    store: Mapped[Store] = relationship()
-
-    @property
-    def kind_label(self) -> str:
-        return str(CHANNEL_KINDS.get(self.kind, self.kind))
-
-
-class ChannelAdd(Base):
-    """A scan that became a contact: one row per channel and diner, from the add event."""
-
-    __tablename__ = "channel_adds"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id", ondelete="CASCADE"))
-    external_userid: Mapped[str] = mapped_column(String(64))
-    member_userid: Mapped[str] = mapped_column(String(64))
-    added_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    __table_args__ = (
-        UniqueConstraint("channel_id", "external_userid"),
-        Index("ix_channel_adds_member_day", "member_userid", "added_at"),
-    )
-
-
-class ChannelError(Exception):
-    """A rule the merchant can fix; the message is plain Chinese for a flash."""
+def wecom_error_message(exc: WeComError) -> str:
+    """A failed WeCom call in plain words for the channel pages' flash (code plus hint)."""
+    lang = "en" if str(get_locale()).startswith("en") else "zh"
+    hint = exc.hint(lang)
+    base = gettext("企业微信返回错误（%(code)s）", code=exc.errcode)
+    return f"{base}：{hint}" if hint else f"{base}：{exc.errmsg}"
 
 
 # --- state -----------------------------------------------------------------------------
@@ -124,49 +70,16 @@ def parse_state(state: str | None) -> tuple[int, int] | None:
     return int(m.group(1), 36), int(m.group(2), 36)
 
 
-# --- time helpers ----------------------------------------------------------------------
-
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-def _hm(text: str) -> time:
-    h, m = text.split(":")
-    h, m = int(h), int(m)
-    return time.max if (h, m) == (24, 0) else time(h, m)
-
-
-def is_open(opening_hours: dict | None, now: datetime) -> bool:
-    """Whether ``now`` falls in the store's hours (empty hours = always open).
-
-    Ranges such as ["17:00", "02:00"] run past midnight: the early-morning part belongs to
-    the previous day's entry.
-    """
-    if not opening_hours:
-        return True
-    local = now.astimezone(LOCAL_TZ)
-    t = local.time()
-    today = _DAYS[local.weekday()]
-    yesterday = _DAYS[(local.weekday() - 1) % 7]
-    for start, end in opening_hours.get(today, []):
-        s, e = _hm(start), _hm(end)
-        if (s <= t < e) if s < e else (t >= s):
-            return True
-    for start, end in opening_hours.get(yesterday, []):
-        s, e = _hm(start), _hm(end)
-        if e < s and t < e:
-            return True
-    return False
+# --- local days --------------------------------------------------------------------------
 
 
 def local_day_bounds(day: date) -> tuple[datetime, datetime]:
     """A local calendar day as UTC bounds (SQLite compares stored UTC text, so bind UTC)."""
-    start = datetime.combine(day, time.min, tzinfo=LOCAL_TZ)
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=LOCAL_TZ)
-    return start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    return local_midnight(day), local_midnight(day + timedelta(days=1))
 
 
 def local_today(now: datetime | None = None) -> date:
-    return (now or utcnow()).astimezone(LOCAL_TZ).date()
+    return local(now or utcnow()).date()
 
 
 # --- members ----------------------------------------------------------------------------
@@ -305,11 +218,6 @@ def store_channels(session: Session, store_id: int, *, active_only: bool = True)
     return list(session.scalars(stmt))
 
 
-def get_channel(session: Session, store_id: int, channel_id: int) -> Channel | None:
-    """By id *and* store, so a URL with another store's channel finds nothing."""
-    return session.scalar(select(Channel).where(Channel.id == channel_id, Channel.store_id == store_id))
-
-
 def channel_counts(session: Session, store_id: int) -> dict[int, int]:
     """Scans that became contacts, per channel of the store."""
     stmt = (
@@ -395,11 +303,8 @@ def record_add(session: Session, state: str | None, external_userid: str, member
         return False
     values = dict(channel_id=channel_id, external_userid=external_userid, member_userid=member_userid, added_at=at)
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - we run on these two
+    insert = _INSERTS.get(dialect)
+    if insert is None:  # pragma: no cover - we run on these two
         raise RuntimeError(f"unsupported database {dialect}")
     stmt = (
         insert(ChannelAdd)
@@ -408,28 +313,3 @@ def record_add(session: Session, state: str | None, external_userid: str, member
         .returning(ChannelAdd.id)
     )
     return session.execute(stmt).scalar() is not None
-
-
-# --- welcome settings ---------------------------------------------------------------------
-
-
-def merchant_templates(session: Session, merchant_id: int) -> list:
-    from coupons.models import CouponTemplate
-
-    stmt = select(CouponTemplate).where(CouponTemplate.merchant_id == merchant_id).order_by(CouponTemplate.id)
-    return list(session.scalars(stmt))
-
-
-def update_welcome(session: Session, store: Store, *, text: str, template_id: int | None) -> None:
-    """Welcome text (WeCom caps it at 4000 bytes) and the coupon handed to new contacts."""
-    from coupons.models import CouponTemplate
-
-    text = (text or "").strip()
-    if len(text.encode("utf-8")) > WELCOME_TEXT_MAX_BYTES:
-        raise ChannelError(_("欢迎语太长：企业微信最多 4000 字节（约 1300 个汉字）。"))
-    if template_id is not None:
-        template = session.get(CouponTemplate, template_id)
-        if template is None or template.merchant_id != store.merchant_id:
-            raise ChannelError(_("请选择本商户的优惠券模板。"))
-    store.welcome_text = text
-    store.welcome_template_id = template_id

@@ -1,9 +1,18 @@
 """Portal pages for staff leaving (离职继承) and moving (在职继承): who serves which store, the
-handover form, and a progress page per transfer. Views parse, call
-``residents.transfers``, render; every lookup there is tenant-scoped (404)."""
+handover form, and a progress page per transfer. Views parse, call the transfer services,
+render; every lookup there is tenant-scoped (``NotFound``, mapped to 404 by the roof)."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -14,13 +23,17 @@ from wtforms.validators import DataRequired, Length, Optional
 from accounts import require_role
 from accounts.models import Role
 from core.db import db
-from residents import transfers as svc
-from residents.models import TransferItemStatus, TransferKind, TransferStatus
-from core.txn import transaction
-from merchants.forms import CsrfForm, options
+from core.localtime import local_time
 from core.signals import store_staff_changed
-from merchants.services import LOCAL_TZ, ServiceError, get_store_for
+from core.txn import transaction
+from core.wecom import get_wecom
+from merchants.forms import CsrfForm, options
+from merchants.services import get_store_for
 from merchants.views import register_store_link
+from residents.models import TransferItemStatus, TransferKind, TransferStatus
+from residents.transfers import jobs, labels, queries
+from residents.transfers import services as svc
+from wecom.client import WeComError
 
 bp = Blueprint("transfers", __name__, url_prefix="/portal/transfers")
 
@@ -49,15 +62,15 @@ class TransferForm(FlaskForm):
 @bp.app_template_filter("transfer_time")
 def _transfer_time(value) -> str:
     """Aware UTC → local (Asia/Shanghai) "2025-06-02 12:30"."""
-    return value.astimezone(LOCAL_TZ).strftime("%Y-%m-%d %H:%M") if value else ""
+    return local_time(value)
 
 
 @bp.app_context_processor
 def _labels() -> dict:
     return {
-        "TRANSFER_ITEM_LABELS": svc.STATUS_LABELS,
-        "TRANSFER_KIND_LABELS": svc.KIND_LABELS,
-        "TRANSFER_LABELS": svc.TRANSFER_LABELS,
+        "TRANSFER_ITEM_LABELS": labels.STATUS_LABELS,
+        "TRANSFER_KIND_LABELS": labels.KIND_LABELS,
+        "TRANSFER_LABELS": labels.TRANSFER_LABELS,
     }
 
 
@@ -71,8 +84,8 @@ def index():
     return render_template(
         "transfers/index.html",
         store=store,
-        staff=svc.staff_overview(db.session, current_user, store_id),
-        transfers=svc.list_transfers(db.session, current_user),
+        staff=queries.staff_overview(db.session, current_user, store_id),
+        transfers=queries.list_transfers(db.session, current_user),
     )
 
 
@@ -99,9 +112,6 @@ def new(store_id: int, member_id: int):
 def _start(store, member, form: TransferForm) -> int | str:
     """Ask WeCom who the member's customers are, create the transfer, queue the send; the
     transfer id, or the message to show."""
-    from core.wecom import get_wecom
-    from wecom.client import WeComError
-
     kind = form.kind.data
     try:
         svc.check_request(
@@ -109,7 +119,7 @@ def _start(store, member, form: TransferForm) -> int | str:
             success_msg=form.success_msg.data or "",
         )
         customers = svc.wecom_customers_of(get_wecom(), member, kind)
-    except ServiceError as exc:
+    except svc.TransferError as exc:
         return str(exc.message)
     except WeComError as exc:
         return _("暂时无法从企业微信读取该成员的客户：%(hint)s（错误码 %(code)s）",
@@ -122,9 +132,9 @@ def _start(store, member, form: TransferForm) -> int | str:
             )
             transfer_id = started.transfer.id
             total = started.transfer.total
-    except ServiceError as exc:
+    except svc.TransferError as exc:
         return str(exc.message)
-    svc.enqueue_send(transfer_id)
+    jobs.enqueue_send(transfer_id)
     flash(_("交接已开始：共 %(n)s 位顾客，每批 100 位发送给企业微信。", n=total))
     for changed_store in started.store_ids:  # the leaving member leaves the stores' channel codes
         store_staff_changed.send(current_app._get_current_object(), store_id=changed_store)
@@ -137,7 +147,7 @@ def detail(transfer_id: int):
     transfer = svc.get_transfer_for(db.session, current_user, transfer_id)
     return render_template(
         "transfers/detail.html",
-        p=svc.progress(db.session, transfer),
+        p=queries.progress(db.session, transfer),
         form=CsrfForm(),
         Item=TransferItemStatus,
         TransferStatus=TransferStatus,
@@ -153,7 +163,7 @@ def refresh(transfer_id: int):
         abort(400)
     transfer = svc.get_transfer_for(db.session, current_user, transfer_id)
     if transfer.status == TransferStatus.running:
-        svc.enqueue_poll(transfer.id)
+        jobs.enqueue_poll(transfer.id)
         flash(_("已请求企业微信的最新结果，稍后刷新即可看到。"))
     return redirect(url_for("transfers.detail", transfer_id=transfer_id))
 
@@ -169,6 +179,6 @@ def retry(transfer_id: int):
         count = svc.retry_failed(db.session, transfer)
         running = transfer.status == TransferStatus.running
     if running:
-        svc.enqueue_send(transfer_id)
+        jobs.enqueue_send(transfer_id)
     flash(_("已重新发送 %(n)s 位失败的顾客。", n=count))
     return redirect(url_for("transfers.detail", transfer_id=transfer_id))
