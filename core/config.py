@@ -19,9 +19,11 @@ from wecom.defaults import (  # noqa: E402
     DEMO_CORP_ID,
     DEMO_OA_APPID,
     DEMO_OA_SECRET,
-    REAL_API_BASE as REAL_WECOM_API_BASE,
     REAL_OA_API_BASE,
     REAL_OA_AUTHORIZE_URL,
+)
+from wecom.defaults import (
+    REAL_API_BASE as REAL_WECOM_API_BASE,
 )
 
 

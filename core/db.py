@@ -1,7 +1,7 @@
 """The database: one declarative base for every package, one scoped session per app context.
 
 Services take a ``Session`` and never commit; the caller owns the transaction
-(``with db.session.begin():`` in views and jobs).
+(``with transaction(db.session) as session:`` from ``core.txn`` in views and jobs).
 """
 from __future__ import annotations
 

@@ -32,3 +32,13 @@ def hhmm(minutes: int | None) -> str:
     if minutes is None:
         return ""
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def as_utc(now: datetime | None) -> datetime:
+    """A service's "now": callers (tests, jobs) may pass one, which must be aware; None is
+    the current time. A naive datetime is a bug, not a guess."""
+    if now is None:
+        return datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        raise ValueError("naive datetime")
+    return now.astimezone(timezone.utc)

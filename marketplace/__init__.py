@@ -11,10 +11,14 @@ from core import i18n
 from core import wecom as wecom_setup
 from core.config import ROOT, Settings
 from core.extensions import db, init_redis
-from marketplace import errors, views
+
 # Importing these connects every signal receiver and WeCom event handler (one module a domain;
 # the add-contact flow spans domains, so it lives on the roof).
-from marketplace import welcome  # noqa: F401
+from marketplace import (
+    errors,
+    views,
+    welcome,  # noqa: F401
+)
 from merchants import handlers as merchant_handlers  # noqa: F401
 from residents import handlers as resident_handlers  # noqa: F401
 

@@ -1,7 +1,7 @@
 """Imports every model module so ``Base.metadata`` is complete (Alembic, tests)."""
 from accounts import models as account_models  # noqa: F401
-from core.inbox import models as inbox_models  # noqa: F401
 from core.db import Base
+from core.inbox import models as inbox_models  # noqa: F401
 from coupons import models as coupon_models  # noqa: F401
 from merchants import models as merchant_models  # noqa: F401
 from residents import models as resident_models  # noqa: F401

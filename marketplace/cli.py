@@ -200,8 +200,8 @@ def admin_group() -> None:
 def admin_create(username: str, password: str) -> None:
     """Create a platform admin (or reset the password of an existing one)."""
     try:
-        with db.session.begin():
-            user = create_admin(db.session, username=username, password=password)
+        with transaction(db.session) as session:
+            user = create_admin(session, username=username, password=password)
     except AccountError as exc:
         raise click.ClickException(str(exc.message)) from exc
     click.echo(f"admin {user.username} (id {user.id}) ready")
@@ -213,8 +213,8 @@ def admin_create(username: str, password: str) -> None:
 @main.command("seed-demo")
 def seed_demo_command() -> None:
     """Seed the demo neighbourhood (idempotent: run it as often as you like)."""
-    with db.session.begin():
-        summary = seed_demo(db.session)
+    with transaction(db.session) as session:
+        summary = seed_demo(session)
     for line in summary:
         click.echo(line)
 

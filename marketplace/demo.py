@@ -27,9 +27,8 @@ from accounts.services import find_user, hash_password
 from coupons.models import CouponKind, CouponTemplate, TemplateStatus
 from coupons.services import TemplateSpec, create_template
 from merchants import services
-from merchants.services import ChannelError, add_contact_way, create_channel
 from merchants.models import Channel, Member, Merchant, Region, RegionLevel, ReviewStatus, Store
-from merchants.services import StoreInput, credit_code_check_char
+from merchants.services import ChannelError, StoreInput, add_contact_way, create_channel, credit_code_check_char
 from wecom.client import WeComError
 
 log = logging.getLogger(__name__)

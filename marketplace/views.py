@@ -7,8 +7,8 @@ from coupons import views as coupon_views
 from marketplace import admin
 from merchants import channel_views
 from merchants import views as merchant_views
-from residents.transfers import views as transfer_views
 from residents import views as resident_views
+from residents.transfers import views as transfer_views
 
 bp = Blueprint("marketplace", __name__)
 

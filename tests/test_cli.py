@@ -16,9 +16,9 @@ import pytest
 from flask import current_app
 from sqlalchemy import create_engine, func, inspect, select
 
-from marketplace.all_models import metadata
 from core.config import ROOT
 from core.extensions import get_queue, get_redis
+from marketplace.all_models import metadata
 from merchants.models import Region
 
 LINLI = [sys.executable, "-m", "marketplace.cli"]
@@ -118,7 +118,7 @@ def test_seed_demo_syncs_members_from_simulator(app, tmp_path):
     from core.db import db
     from marketplace.demo import seed_demo
     from merchants.models import Member
-    from tests.conftest import LiveServer
+    from tests.support.servers import LiveServer
     from wecom.client import WeComClient
     from wecom.simulator import create_simulator_app
 

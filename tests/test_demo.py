@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from coupons.models import CouponKind, CouponTemplate, TemplateStatus
-from marketplace.all_models import metadata
 from accounts.models import Role, User
 from accounts.services import authenticate
 from core.db import db
+from coupons.models import CouponKind, CouponTemplate, TemplateStatus
+from marketplace.all_models import metadata
 from marketplace.demo import (
     DEMO_ADMIN,
     DEMO_CASHIER,
@@ -23,10 +23,9 @@ from marketplace.demo import (
     demo_logins,
     seed_demo,
 )
-from merchants.models import Channel
-from merchants.models import Member, Region, ReviewStatus, Store
+from merchants.models import Channel, Member, Region, ReviewStatus, Store
 from merchants.services import region_path, stores_visible_to
-from tests.conftest import LiveServer
+from tests.support.servers import LiveServer
 from wecom.client import WeComClient, WeComError
 from wecom.simulator import create_simulator_app
 

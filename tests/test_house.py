@@ -87,3 +87,20 @@ def late_imports(root: Path = ROOT) -> list[str]:
 
 def test_no_imports_inside_functions():
     assert late_imports() == []
+
+
+def test_test_packages_share_only_through_support():
+    """tests/<pkg>/ imports tests.support (and its own package), never another test package;
+    fixtures reach a package through its conftest.py."""
+    tests = ROOT / "tests"
+    bad = []
+    for path in sorted(tests.rglob("*.py")):
+        own = path.relative_to(tests).parts[0] if len(path.relative_to(tests).parts) > 1 else None
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "tests" and len(parts) > 1 and parts[1] not in ("support", own):
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert bad == []

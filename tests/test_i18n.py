@@ -6,7 +6,6 @@ translation, or a stale messages.mo (the file read at runtime) fails here, with 
 """
 from __future__ import annotations
 
-import os
 import re
 from io import BytesIO
 from pathlib import Path
@@ -19,8 +18,8 @@ from babel.messages.pofile import read_po
 
 from core.db import db
 from merchants.models import Region, RegionLevel
-from tests.coupons.factories import login, make_shop, make_template, tx
-from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
+from tests.support.coupons import login, make_shop, make_template, tx
+from tests.support.merchants import client, fast_hashing  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 BABEL_CFG = ROOT / "babel.cfg"

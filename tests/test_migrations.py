@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from marketplace.cli import alembic_config
-from tests.conftest import PG_URL
+from tests.support.servers import PG_URL
 
 
 @pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))

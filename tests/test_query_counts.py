@@ -17,10 +17,11 @@ from datetime import timedelta
 
 import pytest
 
-from coupons import services as coupon_svc
-from coupons.models import CouponKind
 from accounts.models import Role, User
 from core.db import db, utcnow
+from coupons import services as coupon_svc
+from coupons.models import CouponKind
+from merchants.models import Channel, ChannelAdd, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
 from residents.models import (
     ContactRelationship,
     MemberTransfer,
@@ -31,14 +32,11 @@ from residents.models import (
     TransferStatus,
 )
 from residents.tokens import make_token
-from merchants.models import Channel, ChannelAdd
-from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
-from tests.conftest import running_app, serve_simulator
-from tests.coupons.factories import Shop, make_shop, make_template, tx
-from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
-from tests.merchants.factories import FreshContextClient, login, make_admin, make_manager
-from tests.querycount import QueryLog, count_queries
-from tests.residents.factories import add_staff, make_member, make_resident
+from tests.support.coupons import Shop, make_shop, make_template, tx
+from tests.support.merchants import FreshContextClient, client, fast_hashing, login, make_admin, make_manager  # noqa: F401  (fixtures)
+from tests.support.querycount import QueryLog, count_queries
+from tests.support.residents import add_staff, make_member, make_resident
+from tests.support.servers import running_app, serve_simulator
 
 FEW, MANY = 2, 17
 _n = itertools.count(1)
@@ -475,7 +473,7 @@ def test_staff_page_in_constant_queries(live_client, wecom_sim, render):
 
 def test_staff_page_without_wecom_in_constant_queries(backend, database_urls, redis_url, tmp_path, render):
     """WeCom unreachable: the page lists the current staff from our own rows instead."""
-    from tests.conftest import _truncate_all, make_test_app
+    from tests.support.servers import make_test_app, truncate_all
 
     app = make_test_app(
         tmp_path / "instance", database_urls[backend], redis_url, PASSWORD_HASH_METHOD="scrypt:1024:8:1",
@@ -498,7 +496,7 @@ def test_staff_page_without_wecom_in_constant_queries(backend, database_urls, re
             assert_flat(few, many, names)
         finally:
             db.session.remove()
-            _truncate_all(database_urls[backend])
+            truncate_all(database_urls[backend])
             app.extensions["redis"].flushdb()
             app.extensions["redis"].close()
 

@@ -9,8 +9,8 @@ import threading
 import pytest
 from rq import Queue
 
-from marketplace import schedule
 from core.extensions import QUEUE_NAMES, JSONSerializer
+from marketplace import schedule
 from marketplace.schedule import SCHEDULE, Periodic, tick
 from marketplace.worker import drain
 

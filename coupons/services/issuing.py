@@ -11,9 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict
-from core.localtime import local_midnight
+from core.localtime import as_utc, local_midnight
 from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
-from coupons.services.clock import as_utc
 
 # Crockford base32: no I, L, O, U. 10 symbols x 5 bits = 50 bits of entropy per code.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from accounts.models import Role, User
 from core.errors import Conflict, NotFound
-from core.localtime import local, local_time
+from core.localtime import as_utc, local, local_time
 from core.money import yuan
 from core.signals import coupon_redeemed, redemption_reversed, send_after_commit
 from coupons.models import (
@@ -26,7 +26,6 @@ from coupons.models import (
     Redemption,
     RedemptionReversal,
 )
-from coupons.services.clock import as_utc
 from coupons.services.display import hours_text, weekdays_text
 from coupons.services.issuing import normalize_code
 from coupons.services.templates import TemplateSpec, applies_at

@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.localtime import local, local_midnight
+from core.localtime import as_utc, local, local_midnight
 from coupons.models import Coupon, CouponTemplate, Redemption
-from coupons.services.clock import as_utc
 from merchants.models import Store
 
 

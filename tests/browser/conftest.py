@@ -24,18 +24,16 @@ Fixtures:
 """
 from __future__ import annotations
 
-import itertools
 import os
 import re
-import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from core.db import db
-from tests.conftest import IN_CI, LiveServer, make_test_app
-from tests.stack import Stack
+from tests.support.servers import IN_CI, LiveServer, make_test_app
+from tests.support.stack import Stack
 
 CHROMIUM = os.environ.get("LINLI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -52,12 +50,6 @@ BROWSER_REDIS_DB = 15  # the other tests use db 0 and flush it after every test
 TIMEOUT_MS = 15_000
 
 _HERE = Path(__file__).resolve().parent
-_seq = itertools.count(1)
-
-
-def unique(prefix: str) -> str:
-    """A name no other browser test in this session (or an earlier run's leftovers) uses."""
-    return f"{prefix}{next(_seq)}{uuid.uuid4().hex[:6]}"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -89,8 +81,8 @@ def _redis_db(url: str, number: int) -> str:
 
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory, redis_url):
-    from marketplace.demo import seed_demo
     from core.wecom import get_wecom
+    from marketplace.demo import seed_demo
     from wecom.simulator import create_simulator_app
 
     tmp = tmp_path_factory.mktemp("browser-stack")

@@ -11,8 +11,7 @@ from sqlalchemy import select
 
 from core.db import db
 from marketplace.demo import DEMO_STORES
-from merchants.models import Channel
-from merchants.models import Store
+from merchants.models import Channel, Store
 
 pytestmark = pytest.mark.browser
 

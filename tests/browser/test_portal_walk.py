@@ -11,15 +11,14 @@ from PIL import Image, ImageChops, ImageDraw
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from core.db import db
 from coupons.models import Redemption
 from coupons.services import format_code, issue_coupon
-from core.db import db
 from marketplace.demo import DEMO_CIRCLE, DEMO_DISTRICT, DEMO_MANAGER, DEMO_PASSWORD
 from merchants import posters
-from merchants.models import Channel
-from merchants.models import ReviewStatus, Store
-from tests.browser.conftest import unique
-from tests.merchants.factories import credit_code
+from merchants.models import Channel, ReviewStatus, Store
+from tests.support.browser import unique
+from tests.support.merchants import credit_code
 
 pytestmark = pytest.mark.browser
 

@@ -6,7 +6,7 @@ import pytest
 from core.db import db
 from core.txn import transaction
 from merchants.models import Region, RegionLevel
-from tests.coupons.factories import Shop, make_shop
+from tests.support.coupons import Shop, make_shop
 
 
 @pytest.fixture

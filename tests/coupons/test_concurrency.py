@@ -15,7 +15,7 @@ from core.db import db
 from core.txn import transaction
 from coupons import services as svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, Redemption
-from tests.coupons.factories import NOW, make_template, tx
+from tests.support.coupons import NOW, make_template, tx
 
 THREADS = 8
 

@@ -20,7 +20,7 @@ from coupons.models import (
     RedemptionReversal,
     TemplateStatus,
 )
-from tests.coupons.factories import NOW, make_template, spec, tx
+from tests.support.coupons import NOW, make_template, spec, tx
 
 
 def issue(template, holder="wm_diner_001", now=NOW):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from core.db import db
 from coupons import services as svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, Redemption
-from tests.coupons.factories import login, logout, make_template, post_form, tx
+from tests.support.coupons import login, logout, make_template, post_form, tx
 
 GOOD = {
     "name": "午市满100减20", "kind": "amount_off", "amount": "20", "min_spend": "100",

@@ -8,7 +8,7 @@ from core.txn import transaction
 from coupons import services as svc
 from coupons.models import CouponKind, CouponTemplate
 from merchants.models import Store
-from tests.coupons.factories import csrf_token, login
+from tests.support.coupons import csrf_token, login
 
 
 def test_welcome_settings_rules(shop, rival):

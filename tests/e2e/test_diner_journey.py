@@ -14,13 +14,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from core.db import db
+from core.wecom import get_wecom
 from coupons.models import Coupon, CouponStatus
 from coupons.views import desk_url, qr_data_uri
-from core.db import db
 from residents.models import ContactRelationship, RelationshipStatus, Resident
-from core.wecom import get_wecom
-from tests.coupons.factories import PASSWORD
-from tests.residents.factories import welcome_store
+from tests.support.coupons import PASSWORD
+from tests.support.residents import welcome_store
 
 pytestmark = pytest.mark.slow
 

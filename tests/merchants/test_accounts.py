@@ -7,8 +7,7 @@ from sqlalchemy import select
 from accounts.models import Role, User
 from accounts.services import AccountError, authenticate, create_admin, create_user
 from core.db import db
-from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
-from tests.merchants.factories import PASSWORD, csrf_token, login, make_admin, make_owner, post_form
+from tests.support.merchants import PASSWORD, client, csrf_token, fast_hashing, login, make_admin, make_owner, post_form  # noqa: F401  (fixtures)
 
 
 def test_signup_creates_owner_and_signs_in(client):
@@ -148,7 +147,7 @@ def test_cookie_flags(client):
 
 
 def test_secure_cookies_when_configured(database_urls, redis_url, tmp_path):
-    from tests.conftest import make_test_app
+    from tests.support.servers import make_test_app
 
     app = make_test_app(tmp_path / "i", database_urls["sqlite"], redis_url, SESSION_COOKIE_SECURE=True)
     assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]

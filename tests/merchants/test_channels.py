@@ -20,7 +20,8 @@ from marketplace.worker import drain
 from merchants import jobs, posters
 from merchants.models import Channel, Member, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
 from merchants.services import ChannelError, channels, make_state, parse_state
-from tests.conftest import running_app, serve_simulator
+from tests.support.posters import decode_qr
+from tests.support.servers import running_app, serve_simulator
 
 CST = LOCAL_TZ
 _seq = itertools.count(1)
@@ -414,7 +415,6 @@ def test_create_in_portal_then_download_posters(live_app, sim):
 
     from PIL import Image
 
-    from tests.merchants.test_posters import decode_qr
 
     client = live_app.test_client()
     store = store_with_staff([("zhangwei", False, None)])

@@ -15,13 +15,13 @@ from merchants import services
 from merchants.forms import CUISINE_LABELS
 from merchants.models import CUISINES, Member, Merchant, ReviewStatus, Store
 from merchants.services import ServiceError
-from tests.conftest import running_app, serve_simulator
-from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
-from tests.merchants.factories import (
+from tests.support.merchants import (  # noqa: F401  (fixtures)
     PASSWORD,
     FreshContextClient,
+    client,
     credit_code,
     csrf_token,
+    fast_hashing,
     login,
     make_admin,
     make_manager,
@@ -29,6 +29,7 @@ from tests.merchants.factories import (
     make_regions,
     post_form,
 )
+from tests.support.servers import running_app, serve_simulator
 
 # Real companies' published codes, and codes computed here with the GB 32100-2015 check.
 VALID_CODES = [
@@ -321,7 +322,7 @@ def test_owner_adds_a_cashier_who_only_reaches_the_desk(app, client):
 
 
 def test_staff_page_explains_an_unreachable_wecom(database_urls, redis_url, tmp_path):
-    from tests.conftest import _truncate_all, make_test_app
+    from tests.support.servers import make_test_app, truncate_all
 
     app = make_test_app(
         tmp_path / "instance", database_urls["sqlite"], redis_url,
@@ -343,7 +344,7 @@ def test_staff_page_explains_an_unreachable_wecom(database_urls, redis_url, tmp_
             assert resp.status_code == 400 and "暂不能保存" in resp.get_data(as_text=True)
         finally:
             db.session.remove()
-            _truncate_all(database_urls["sqlite"])
+            truncate_all(database_urls["sqlite"])
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from core.errors import NotFound
 from core.txn import transaction
 from merchants import services
 from merchants.models import Store
-from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
-from tests.merchants.factories import csrf_token, login, make_manager, make_merchant, make_regions
+from tests.support.merchants import client, csrf_token, fast_hashing, login, make_manager, make_merchant, make_regions  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

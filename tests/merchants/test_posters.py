@@ -10,14 +10,9 @@ from PIL import Image, ImageChops, ImageDraw
 
 from merchants import posters
 from merchants.posters import PosterContent, PosterError, find_cjk_font, load_font, poster_bytes
+from tests.support.posters import decode_qr
 
 SCAN_URL = "http://127.0.0.1:5001/phone/scan/cw_test_123"
-
-
-def decode_qr(img: Image.Image) -> list[str]:
-    from pyzbar.pyzbar import decode
-
-    return [r.data.decode() for r in decode(img.convert("L"))]
 
 
 @pytest.fixture
@@ -85,7 +80,7 @@ def test_long_offer_text_wraps_without_error(qr_img):
 
 
 def test_fetch_qr_over_http(qr_img):
-    from tests.conftest import LiveServer
+    from tests.support.servers import LiveServer
 
     buf = io.BytesIO()
     qr_img.save(buf, "PNG")

@@ -9,8 +9,7 @@ from core.txn import transaction
 from merchants import services
 from merchants.models import Region, RegionLevel
 from merchants.services import ServiceError
-from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
-from tests.merchants.factories import login, make_admin, make_manager, make_regions, post_form
+from tests.support.merchants import client, fast_hashing, login, make_admin, make_manager, make_regions, post_form  # noqa: F401  (fixtures)
 
 
 def test_tree_and_paths(app):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core import signals
-from tests.e2e.conftest import stack  # noqa: F401  (module-scoped live app + simulator)
+from tests.support.stack import stack  # noqa: F401  (module-scoped live app + simulator)
 
 
 class SignalLog:

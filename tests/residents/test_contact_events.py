@@ -13,20 +13,20 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from coupons.models import Coupon, CouponStatus
-from marketplace import welcome
 from core.db import db, utcnow
 from core.extensions import QUEUE_HIGH, enqueue
+from core.inbox.jobs import accept_callback, process_event
+from core.inbox.models import WeComEvent
+from core.txn import transaction
+from core.wecom import get_wecom
+from coupons.models import Coupon, CouponStatus
+from marketplace import welcome
+from merchants.models import ChannelAdd
+from merchants.services import channel_counts
 from residents import services, taste
 from residents.models import ContactRelationship, RelationshipStatus, Resident, TasteSignal
 from residents.tokens import load_token
-from core.txn import transaction
-from core.inbox.jobs import accept_callback, process_event
-from core.inbox.models import WeComEvent
-from core.wecom import get_wecom
-from merchants.models import ChannelAdd
-from merchants.services import channel_counts
-from tests.residents.factories import make_member, resident_with_contact, template_issued, welcome_store
+from tests.support.residents import make_member, resident_with_contact, template_issued, welcome_store
 from wecom.crypto import WeComCrypto
 from wecom.defaults import DEMO_AGENT_ID
 from wecom.events import registry

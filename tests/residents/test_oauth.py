@@ -10,8 +10,8 @@ import pytest
 
 from core.db import db
 from core.txn import transaction
-from tests.coupons.factories import make_shop, make_template
-from tests.residents.factories import make_circle, make_resident
+from tests.support.coupons import make_shop, make_template
+from tests.support.residents import make_circle, make_resident
 from wecom.defaults import DEMO_OA_APPID, DEMO_OA_SECRET
 from wecom.oauth import CODE_USED, INVALID_APPID, INVALID_CODE, INVALID_SECRET, WeChatOAuth, WeChatOAuthError
 

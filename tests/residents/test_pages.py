@@ -11,18 +11,18 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
+from core.db import db
 from coupons import services as coupon_svc
 from coupons.models import Coupon, CouponKind, TemplateStatus
 from coupons.views import desk_url, qr_data_uri
-from core.db import db
+from merchants.models import ReviewStatus, Store
 from residents import identity, preferences
 from residents.models import Resident, SignalSource, TasteSignal
 from residents.taste import record_signal
 from residents.tokens import SALT, make_token
-from merchants.models import ReviewStatus, Store
-from tests.coupons.factories import make_shop, make_template, tx
-from tests.merchants.factories import FreshContextClient
-from tests.residents.factories import make_circle, make_resident
+from tests.support.coupons import make_shop, make_template, tx
+from tests.support.merchants import FreshContextClient
+from tests.support.residents import make_circle, make_resident
 
 TOKEN_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 

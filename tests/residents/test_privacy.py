@@ -8,11 +8,14 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from core.db import db
+from core.inbox.models import WeComEvent
 from coupons.models import Coupon, Redemption
 from coupons.services import issue_coupon, redeem
 from marketplace.all_models import metadata
 from marketplace.cli import main
-from core.db import db
+from merchants.models import Channel, ChannelAdd, Member, Region, RegionLevel
+from merchants.services import make_state
 from residents.models import (
     ContactRelationship,
     CorpTag,
@@ -22,11 +25,7 @@ from residents.models import (
     SignalSource,
     TasteSignal,
 )
-from core.inbox.models import WeComEvent
-from merchants.models import Channel, ChannelAdd
-from merchants.services import make_state
-from merchants.models import Member, Region, RegionLevel
-from tests.coupons.factories import NOW, make_shop, make_template, tx
+from tests.support.coupons import NOW, make_shop, make_template, tx
 
 EXT = "wmPrivacyTestDinerExternalUserid01"
 UNIONID = "oPrivacyTestUnionid000000001"

@@ -17,11 +17,15 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import delete, func, select
 
-from coupons import services as coupon_services
-from coupons.models import CouponKind, TemplateStatus
+from accounts.models import Role, User
+from core import signals
 from core.db import db, utcnow
 from core.extensions import get_queue
-from core import signals
+from core.semaphore import Semaphore, SemaphoreTimeout
+from core.wecom import get_wecom
+from coupons import services as coupon_services
+from coupons.models import CouponKind, TemplateStatus
+from merchants.models import CUISINES, Region, RegionLevel, Store
 from residents import jobs, tags, taste
 from residents.models import (
     ContactRelationship,
@@ -31,13 +35,9 @@ from residents.models import (
     SignalSource,
     TasteSignal,
 )
-from core.semaphore import Semaphore, SemaphoreTimeout
-from core.wecom import get_wecom
-from merchants.models import CUISINES, Region, RegionLevel, Store
-from tests.conftest import _truncate_all
-from accounts.models import Role, User
-from tests.coupons.factories import make_shop, make_template, tx
-from tests.residents.factories import make_member, make_resident, open_contact, welcome_store
+from tests.support.coupons import make_shop, make_template, tx
+from tests.support.residents import make_member, make_resident, open_contact, welcome_store
+from tests.support.servers import truncate_all
 
 SEED_CONTACTS = [("zhangwei", "wangxiaoming"), ("zhangwei", "lixue"), ("zhangwei", "zhoujie"),
                  ("lina", "chenxi"), ("lina", "liuli"), ("wangfang", "sunhao")]
@@ -59,7 +59,7 @@ def live(stack):
     sim(stack, "reset")
     sim(stack, "config", {"tag_concurrency": 3})
     db.session.remove()
-    _truncate_all(stack.app.config["DATABASE_URL"])
+    truncate_all(stack.app.config["DATABASE_URL"])
     stack.app.extensions["redis"].flushdb()
     client = get_wecom()
     retries = client.max_retries

@@ -17,9 +17,11 @@ import pytest
 from sqlalchemy import func, select
 
 from accounts.models import User
-from marketplace.cli import main
-from core.extensions import QUEUE_DEFAULT, get_queue
 from core.db import db
+from core.extensions import QUEUE_DEFAULT, get_queue
+from core.txn import transaction
+from marketplace.cli import main
+from merchants.models import Member, ReviewStatus, Store, StoreMember
 from residents import transfers as svc
 from residents.models import (
     ContactRelationship,
@@ -31,12 +33,11 @@ from residents.models import (
     TransferKind,
     TransferStatus,
 )
-from core.txn import transaction
-from merchants.models import Member, ReviewStatus, Store, StoreMember
-from tests.merchants.factories import client, fast_hashing  # noqa: F401  (fixtures)
-from tests.merchants.factories import (
+from tests.support.merchants import (  # noqa: F401  (fixtures)
     FreshContextClient,
+    client,
     csrf_token,
+    fast_hashing,
     login,
     make_manager,
     make_merchant,

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import redis as redis_lib
 
-from tests.conftest import serve_simulator
+from tests.support.servers import serve_simulator
 from wecom.client import RedisTokenStore, WeComClient
-from wecom.defaults import DEMO_CORP_ID, DEMO_CONTACT_SECRET
+from wecom.defaults import DEMO_CONTACT_SECRET, DEMO_CORP_ID
 
 
 @dataclass

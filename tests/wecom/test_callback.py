@@ -359,7 +359,7 @@ def test_redis_outage_answers_200_and_loses_nothing(app, database_urls, backend,
     """With Redis unreachable (no dedupe, no queue) the event is still stored and answered
     200; the periodic sweep gives it a job once Redis is back."""
     from core.inbox.jobs import requeue_stranded_events
-    from tests.conftest import make_test_app
+    from tests.support.servers import make_test_app
 
     down = make_test_app(tmp_path / "down", database_urls[backend], "redis://127.0.0.1:9/0")
     with down.app_context():

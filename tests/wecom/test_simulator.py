@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from defusedxml import ElementTree
 
-from tests.conftest import LiveServer
+from tests.support.servers import LiveServer
 from wecom.crypto import WeComCrypto
 from wecom.defaults import (
     DEMO_AGENT_ID,

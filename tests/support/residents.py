@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from core.db import db, utcnow
+from core.txn import transaction
 from coupons.models import CouponTemplate
 from coupons.services import update_welcome
-from core.db import db, utcnow
-from residents.models import ContactRelationship, RelationshipStatus, Resident
-from core.txn import transaction
-from merchants.services import channels
 from merchants.models import Member, Region, RegionLevel, Store, StoreMember
-from tests.coupons.factories import make_shop, make_template
+from merchants.services import channels
+from residents.models import ContactRelationship, RelationshipStatus, Resident
+from tests.support.coupons import make_shop, make_template
 
 _seq = itertools.count(1)
 
@@ -95,7 +95,7 @@ class WelcomeStore:
     template_id: int | None
     cuisines: list[str]
     welcome_text: str
-    shop: object = None  # tests.coupons.factories.Shop, to add a second store of the merchant
+    shop: object = None  # tests.support.coupons.Shop, to add a second store of the merchant
 
 
 def welcome_store(
