@@ -2,6 +2,7 @@
 for views and ``home_for`` (where a user lands after signing in)."""
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import wraps
 
 from flask import Flask, abort, current_app, url_for
@@ -27,8 +28,7 @@ def init_app(app: Flask) -> None:
     app.config["REMEMBER_COOKIE_SECURE"] = secure
     app.config["REMEMBER_COOKIE_HTTPONLY"] = True
     app.config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
-    app.config.setdefault("LOGIN_THROTTLE_LIMIT", 5)
-    app.config.setdefault("LOGIN_THROTTLE_WINDOW", 15 * 60)
+    app.config["REMEMBER_COOKIE_DURATION"] = timedelta(days=int(app.config.get("REMEMBER_COOKIE_DAYS", 14)))
 
     login_manager.login_view = "auth.login"
     login_manager.login_message = _l("请先登录。")
@@ -48,12 +48,29 @@ def _exempt_wecom_callback(app: Flask) -> None:
                 csrf.exempt(blueprint)
 
 
-@login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
+def parse_session_id(value: str) -> tuple[int, int] | None:
+    """``"id:version"`` (``User.get_id``) as two ints; anything else (a bare id from before
+    session versions, garbage) is None."""
+    user_id, sep, version = (value or "").partition(":")
+    if not sep:
+        return None
     try:
-        return db.session.get(User, int(user_id))
+        return int(user_id), int(version)
     except ValueError:
         return None
+
+
+@login_manager.user_loader
+def _load_user(session_id: str) -> User | None:
+    """The session's and the remember cookie's user, only while active and only for the
+    session version they were issued under (bumped by logout, deactivation, a new password)."""
+    parsed = parse_session_id(session_id)
+    if parsed is None:
+        return None
+    user = db.session.get(User, parsed[0])
+    if user is None or not user.active or (user.session_version or 1) != parsed[1]:
+        return None
+    return user
 
 
 def require_role(*roles: Role):
@@ -63,7 +80,9 @@ def require_role(*roles: Role):
     def decorator(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
-            if not current_user.is_authenticated:
+            # the loader already refuses inactive users and ended sessions; is_active is
+            # checked again for a user object swapped in some other way
+            if not current_user.is_authenticated or not current_user.is_active:
                 return current_app.login_manager.unauthorized()
             if current_user.role not in roles:
                 abort(403)

@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Column, Enum, ForeignKey, String, Table
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from core.db import Base, utcnow
 
@@ -37,9 +37,28 @@ class User(Base):
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
     store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"), index=True)
     active: Mapped[bool] = mapped_column(default=True)
+    # Part of the Flask-Login id kept in the session and the remember cookie: bumping it
+    # (deactivation, a new password, logging out) ends every session the user has open.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     regions = relationship("Region", secondary=user_regions)
+
+    def end_sessions(self) -> None:
+        """Log out everywhere: every session and remember cookie issued so far stops working."""
+        self.session_version = (self.session_version or 1) + 1
+
+    @validates("active")
+    def _on_active(self, _key, value: bool) -> bool:
+        if self.active and not value:
+            self.end_sessions()
+        return value
+
+    @validates("password_hash")
+    def _on_password(self, _key, value: str) -> str:
+        if self.password_hash is not None and value != self.password_hash:
+            self.end_sessions()
+        return value
 
     # Flask-Login protocol
     @property
@@ -55,4 +74,6 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """Flask-Login's "alternative id": ``id:session_version``, so a bump refuses old
+        sessions and remember cookies (``accounts.access`` loads users by it)."""
+        return f"{self.id}:{self.session_version or 1}"

@@ -12,12 +12,16 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
 from accounts.models import Role, User
-from core.errors import Invalid
+from core.errors import Invalid, NotFound
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
 MIN_PASSWORD = 8
+# zxcvbn's 0–4 guessability score a chosen password must reach (2: "somewhat guessable",
+# about 10^8 guesses; 0–1 are dictionary words, keyboard walks, the username with digits).
+MIN_PASSWORD_SCORE = 2
 _dummy_hashes: dict[str, str] = {}
 
 
@@ -53,6 +57,17 @@ def _check_new_credentials(username: str, password: str) -> str:
     return username
 
 
+def check_password_strength(password: str, *, username: str, other_inputs: tuple[str, ...] = ()) -> None:
+    """Refuse a password equal to the username or that zxcvbn finds easy to guess (common
+    passwords, the username or the user's name with a few digits)."""
+    password = password or ""
+    if password.strip().lower() == (username or "").strip().lower():
+        raise AccountError(_l("密码不能与用户名相同。"), "password")
+    inputs = [x for x in (username, *other_inputs) if x]
+    if zxcvbn(password[:100], user_inputs=inputs)["score"] < MIN_PASSWORD_SCORE:
+        raise AccountError(_l("密码太常见或太容易猜到，请换一个更长、更少见的密码。"), "password")
+
+
 def find_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
 
@@ -84,7 +99,10 @@ def create_user(
 
 
 def sign_up_owner(session: Session, *, username: str, password: str, display_name: str = "") -> User:
-    """A merchant owner without a merchant yet: enrolment comes next."""
+    """A merchant owner without a merchant yet: enrolment comes next. The password must not be
+    the username nor easy to guess."""
+    username = _check_new_credentials(username, password)
+    check_password_strength(password, username=username, other_inputs=((display_name or "").strip(),))
     return create_user(session, username=username, password=password, role=Role.owner, display_name=display_name)
 
 
@@ -101,6 +119,17 @@ def create_admin(session: Session, username: str, password: str) -> User:
     return user
 
 
+def end_sessions(session: Session, user_id: int) -> User:
+    """Log a user out everywhere: every session and remember cookie issued so far is refused
+    (deactivation and a new password do this by themselves, see ``User``)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(_l("用户不存在。"))
+    user.end_sessions()
+    session.flush()
+    return user
+
+
 def authenticate(session: Session, username: str, password: str) -> User | None:
     user = find_user(session, username or "")
     if user is None:
@@ -111,27 +140,59 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     return user
 
 
+# Counts one attempt on every key at once; the window starts with a key's first attempt.
+_COUNT_ATTEMPT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  counts[i] = n
+end
+return counts
+"""
+# A successful login: the username+IP pair starts over; the attempt is taken back from the
+# username and IP counters (which count failures), without creating an expired key again.
+_REFUND_ATTEMPT = """
+redis.call('DEL', KEYS[1])
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 and tonumber(redis.call('GET', KEYS[i])) > 0 then
+    redis.call('DECR', KEYS[i])
+  end
+end
+return 1
+"""
+
+
 class LoginThrottle:
-    """Failed logins counted in Redis per username + IP; ``limit`` failures within ``window``
-    seconds lock that pair out until the window (started by the first failure) ends."""
+    """Login attempts counted in Redis before the password is checked, so parallel guesses
+    cannot overtake the count: ``attempt`` adds one to the username+IP pair, the username
+    (from any IP) and the IP (for any username) in one atomic script and says whether any is
+    over its limit; ``succeeded`` takes a good login back. Each counter's window starts with
+    its first attempt and lasts ``window`` seconds."""
 
-    def __init__(self, redis, limit: int = 5, window: int = 15 * 60) -> None:
+    def __init__(self, redis, limit: int = 5, window: int = 15 * 60, *, user_limit: int = 20, ip_limit: int = 50) -> None:
         self.redis, self.limit, self.window = redis, limit, window
+        self.user_limit, self.ip_limit = user_limit, ip_limit
 
-    def _key(self, username: str, ip: str) -> str:
-        digest = hashlib.sha256(f"{(username or '').strip().lower()}|{ip}".encode()).hexdigest()[:32]
-        return f"linli:login:fail:{digest}"
+    @staticmethod
+    def _digest(*parts: str) -> str:
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
-    def blocked(self, username: str, ip: str) -> bool:
-        count = self.redis.get(self._key(username, ip))
-        return count is not None and int(count) >= self.limit
+    def _keys(self, username: str, ip: str) -> list[str]:
+        name = (username or "").strip().lower()
+        return [
+            f"linli:login:fail:{self._digest(name, ip)}",
+            f"linli:login:user:{self._digest(name)}",
+            f"linli:login:ip:{self._digest(ip)}",
+        ]
 
-    def failed(self, username: str, ip: str) -> int:
-        key = self._key(username, ip)
-        count = self.redis.incr(key)
-        if count == 1:
-            self.redis.expire(key, self.window)
-        return count
+    def attempt(self, username: str, ip: str) -> bool:
+        """Count this attempt; True when it may go on to the password check."""
+        pair, user, addr = self.redis.eval(_COUNT_ATTEMPT, 3, *self._keys(username, ip), self.window)
+        return pair <= self.limit and user <= self.user_limit and addr <= self.ip_limit
+
+    def succeeded(self, username: str, ip: str) -> None:
+        self.redis.eval(_REFUND_ATTEMPT, 3, *self._keys(username, ip))
 
     def reset(self, username: str, ip: str) -> None:
-        self.redis.delete(self._key(username, ip))
+        self.redis.delete(*self._keys(username, ip))

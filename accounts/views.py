@@ -9,7 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from accounts.access import home_for
 from accounts.forms import LoginForm, SignupForm
-from accounts.services import AccountError, LoginThrottle, authenticate, sign_up_owner
+from accounts.services import AccountError, LoginThrottle, authenticate, end_sessions, sign_up_owner
 from core.db import db
 from core.extensions import get_redis
 from core.txn import transaction
@@ -19,7 +19,10 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 def _throttle() -> LoginThrottle:
     cfg = current_app.config
-    return LoginThrottle(get_redis(), cfg["LOGIN_THROTTLE_LIMIT"], cfg["LOGIN_THROTTLE_WINDOW"])
+    return LoginThrottle(
+        get_redis(), cfg["LOGIN_THROTTLE_LIMIT"], cfg["LOGIN_THROTTLE_WINDOW"],
+        user_limit=cfg["LOGIN_THROTTLE_USER_LIMIT"], ip_limit=cfg["LOGIN_THROTTLE_IP_LIMIT"],
+    )
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -39,20 +42,21 @@ def login():
     form = LoginForm()
     status = 200
     if form.validate_on_submit():
+        # remote_addr is the client's address, or X-Forwarded-For's under TRUSTED_PROXIES
         throttle, ip = _throttle(), request.remote_addr or ""
         username = form.username.data.strip()
-        if throttle.blocked(username, ip):
+        # counted before the (slow) password check: parallel guesses cannot slip past
+        if not throttle.attempt(username, ip):
             minutes = current_app.config["LOGIN_THROTTLE_WINDOW"] // 60
             form.form_errors.append(_("登录失败次数过多，请 %(m)s 分钟后再试。", m=minutes))
             status = 429
         else:
             user = authenticate(db.session, username, form.password.data)
             if user is None:
-                throttle.failed(username, ip)
                 form.form_errors.append(_("用户名或密码不正确。"))
                 status = 401
             else:
-                throttle.reset(username, ip)
+                throttle.succeeded(username, ip)
                 login_user(user, remember=form.remember.data)
                 return redirect(_safe_next(request.args.get("next")) or home_for(user))
     return render_template("auth/login.html", form=form), status
@@ -84,6 +88,10 @@ def signup():
 @bp.post("/logout")
 @login_required
 def logout():
+    """Logs out everywhere: the session version moves on, so this session, a copy of its
+    cookie and every remember cookie of the user are refused from now on."""
+    with transaction(db.session) as session:
+        end_sessions(session, current_user.id)
     logout_user()
     flash(_("已退出登录。"))
     return redirect(url_for("auth.login"))

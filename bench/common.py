@@ -37,7 +37,8 @@ def bench_app(database_url: str | None, redis_url: str | None) -> Iterator:
         engine.dispose()
         try:
             app = create_app(
-                {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+                {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+                 "WECOM_API_BASE": "http://127.0.0.1:9/cgi-bin/"}  # demo secrets: never the real WeCom
             )
             logging.getLogger().setLevel(logging.WARNING)
             yield app

@@ -86,6 +86,19 @@ class Settings:
     WECHAT_OA_AUTHORIZE_URL: str = REAL_OA_AUTHORIZE_URL
     BABEL_DEFAULT_LOCALE: str = "zh_CN"
     SESSION_COOKIE_SECURE: bool = False
+    # How long "remember me" keeps a portal user signed in (days); logging out, a password
+    # change or deactivation ends it sooner (the user's session version).
+    REMEMBER_COOKIE_DAYS: int = 14
+    # Login throttling (Redis counters, each attempt counted before the password is checked):
+    # failures per username and IP, per username from any IP, per IP for any username, all
+    # within LOGIN_THROTTLE_WINDOW seconds (started by the first failure).
+    LOGIN_THROTTLE_LIMIT: int = 5
+    LOGIN_THROTTLE_USER_LIMIT: int = 20
+    LOGIN_THROTTLE_IP_LIMIT: int = 50
+    LOGIN_THROTTLE_WINDOW: int = 15 * 60
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are believed
+    # (0: none, the socket's peer is the client; 1: one load balancer; ...).
+    TRUSTED_PROXIES: int = 0
     TESTING: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -125,3 +138,50 @@ class Settings:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out.update(self.extra)
         return out
+
+
+# Values committed to this repository: fine against the simulator, forgeable anywhere else.
+DEMO_VALUES = {
+    "WECOM_CORP_ID": DEMO_CORP_ID,
+    "WECOM_CONTACT_SECRET": DEMO_CONTACT_SECRET,
+    "WECOM_CALLBACK_TOKEN": DEMO_CALLBACK_TOKEN,
+    "WECOM_CALLBACK_AES_KEY": DEMO_CALLBACK_AES_KEY,
+    "WECHAT_OA_SECRET": DEMO_OA_SECRET,
+}
+# Secret keys that appear in the repository (tests, the simulator). A key generated into
+# instance/secret_key is not one of them.
+DEMO_SECRET_KEYS = frozenset({"test-secret", "wecom-simulator", "dev", "changeme", "secret"})
+
+
+class DemoSecretsError(RuntimeError):
+    """The app would talk to the real WeCom with secrets anyone can read in the repository."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        super().__init__(
+            "WECOM_API_BASE is WeCom's real API, but these settings still have the demo values "
+            f"committed to the repository: {', '.join(names)}. Set each of them in the environment "
+            "(or, for development, point WECOM_API_BASE at the simulator, e.g. "
+            "http://127.0.0.1:5001/cgi-bin/)."
+        )
+
+
+def demo_secrets_in_use(config) -> list[str]:
+    """The names of the secrets still at a committed demo value when ``config`` (a Flask config
+    or a settings dict) talks to the real WeCom; empty against the simulator or when TESTING."""
+    if config.get("TESTING"):
+        return []
+    base = (config.get("WECOM_API_BASE") or "").rstrip("/") + "/"
+    if base.lower() != REAL_WECOM_API_BASE.lower():
+        return []
+    names = [name for name, demo in DEMO_VALUES.items() if (config.get(name) or "") in ("", demo)]
+    if (config.get("SECRET_KEY") or "") in DEMO_SECRET_KEYS | {""}:
+        names.append("SECRET_KEY")
+    return names
+
+
+def refuse_demo_secrets(config) -> None:
+    """Raise ``DemoSecretsError`` naming every secret still at its demo value (see above)."""
+    names = demo_secrets_in_use(config)
+    if names:
+        raise DemoSecretsError(names)

@@ -35,10 +35,12 @@ def parse_yuan(text: str | int | Decimal, field: str | None = None) -> int:
         value = Decimal(cleaned)
     except InvalidOperation:
         raise Invalid(_l("请输入金额，例如 58 或 58.50。"), field) from None
-    if not value.is_finite() or value < 0:
+    if not value.is_finite():  # NaN, Infinity
+        raise Invalid(_l("请输入金额，例如 58 或 58.50。"), field)
+    if value < 0:
         raise Invalid(_l("金额不能为负数。"), field)
+    if value > MAX_YUAN:  # before quantize: 1e400 has no two-decimal form (InvalidOperation)
+        raise Invalid(_l("金额过大。"), field)
     if value != value.quantize(Decimal("0.01")):
         raise Invalid(_l("金额最多两位小数。"), field)
-    if value > MAX_YUAN:
-        raise Invalid(_l("金额过大。"), field)
     return int(value * 100)

@@ -23,17 +23,22 @@ from wtforms.validators import (
     DataRequired,
     InputRequired,
     Length,
-    NumberRange,
     Optional,
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from core.bounds import DateRange, IntRange
 from core.errors import Invalid
 from core.localtime import WEEKDAY_LABELS, hhmm
 from core.money import parse_yuan, yuan
 from coupons.models import CouponKind, CouponTemplate, TemplateStatus
 from coupons.services.display import kind_label, status_label
-from coupons.services.templates import TemplateSpec
+from coupons.services.templates import (
+    MAX_PER_DINER,
+    MAX_STOCK,
+    MAX_VALID_DAYS,
+    TemplateSpec,
+)
 
 _HHMM = re.compile(r"^([01]?\d|2[0-4])[:：]([0-5]\d)$")
 
@@ -98,7 +103,7 @@ class TemplateForm(FlaskForm):
     kind = SelectField(_l("类型"), choices=[])
     amount = YuanField(_l("面额 / 减免金额（元）"), description=_l("满减券和代金券填写"))
     percent = IntegerField(
-        _l("折扣"), validators=[Optional(), NumberRange(1, 99, _l("折扣须在 1 到 99 之间"))],
+        _l("折扣"), validators=[Optional(), IntRange(1, 99, _l("折扣须在 1 到 99 之间"))],
         description=_l("折扣券填写：85 表示八五折（顾客付 85%）"),
     )
     cap = YuanField(_l("最高优惠（元）"), description=_l("折扣券必填"))
@@ -106,16 +111,21 @@ class TemplateForm(FlaskForm):
     validity_mode = RadioField(
         _l("有效期"), choices=[SelectChoice("range", _l("固定日期")), SelectChoice("days", _l("领取后若干天"))], default="range"
     )
-    valid_from = DateField(_l("开始日期"), validators=[Optional()])
-    valid_until = DateField(_l("结束日期（含当天）"), validators=[Optional()])
-    valid_days = IntegerField(_l("领取后有效天数"), validators=[Optional()])
+    valid_from = DateField(_l("开始日期"), validators=[Optional(), DateRange()])
+    valid_until = DateField(_l("结束日期（含当天）"), validators=[Optional(), DateRange()])
+    valid_days = IntegerField(_l("领取后有效天数"), validators=[
+        Optional(), IntRange(1, MAX_VALID_DAYS, _l("领取后有效天数须在 1 到 366 之间"))])
     weekdays = MultiCheckboxField(_l("可用日"), coerce=int, choices=[])
     hours_start = TimeOfDayField(_l("可用时段：开始"), description=_l("例如 11:00；留空表示全天"))
     hours_end = TimeOfDayField(_l("可用时段：结束"), description=_l("例如 14:00"))
     store_ids = MultiCheckboxField(_l("适用门店"), coerce=int, choices=[],
                                    description=_l("不选表示全部门店"))
-    total_stock = IntegerField(_l("总库存（张）"), validators=[Optional()], description=_l("留空表示不限"))
-    per_diner_limit = IntegerField(_l("每人限领（张）"), default=1, validators=[DataRequired(_l("请填写每人限领张数"))])
+    total_stock = IntegerField(_l("总库存（张）"), validators=[
+        Optional(), IntRange(1, MAX_STOCK, _l("库存须大于 0 且最多 %(n)d 张，不限库存请留空", n=MAX_STOCK))],
+        description=_l("留空表示不限"))
+    per_diner_limit = IntegerField(_l("每人限领（张）"), default=1, validators=[
+        DataRequired(_l("请填写每人限领张数")),
+        IntRange(1, MAX_PER_DINER, _l("每人限领 1 到 %(n)d 张", n=MAX_PER_DINER))])
     status = SelectField(_l("状态"), choices=[])
     description = TextAreaField(_l("使用说明"), validators=[Optional(), Length(max=500)])
 

@@ -48,6 +48,7 @@ from coupons.forms import (
     WelcomeForm,
 )
 from coupons.models import Coupon, CouponTemplate, TemplateStatus
+from merchants.forms import CsrfForm
 from merchants.models import Merchant, ReviewStatus, Store
 from merchants.services import (
     channel_counts,
@@ -156,12 +157,25 @@ def template_status(template_id: int):
     form = StatusForm()
     if not form.validate_on_submit():
         abort(400)
+    if form.status.data == TemplateStatus.ended.value and request.form.get("confirmed") != "1":
+        return redirect(url_for("coupons.end_template", template_id=template.id))  # ask first
     try:
         with transaction(db.session):
             svc.set_template_status(db.session, template, TemplateStatus(form.status.data))
     except svc.TemplateError as exc:
         flash(" ".join(str(m) for m in exc.errors.values()), "error")
     return redirect(url_for("coupons.templates"))
+
+
+@bp.get("/portal/coupons/<int:template_id>/end")
+@require_role(Role.owner)
+def end_template(template_id: int):
+    """Ending cannot be undone: say what it means, then post the status with ``confirmed``."""
+    template = _my_template(template_id)
+    if template.status == TemplateStatus.ended:
+        return redirect(url_for("coupons.templates"))
+    stats = {s.template_id: s for s in svc.template_stats(db.session, _merchant_id())}.get(template.id)
+    return render_template("coupons/end_confirm.html", template=template, stats=stats, status_form=StatusForm())
 
 
 def qr_data_uri(text: str) -> str:
@@ -208,8 +222,17 @@ def _desk_store() -> Store:
 
 
 def _throttled_page(store: Store):
+    if current_user.role == Role.owner:
+        error = _("错误券码太多，核销台已锁定 10 分钟。可以在下方解除锁定。")
+    else:
+        error = _("错误券码太多，请 10 分钟后再试，或请店主在核销台解除锁定")
     return render_template("coupons/desk.html", form=CodeForm(), store=store, stores=_desk_stores(),
-                           error=_("错误券码太多，请 10 分钟后再试")), 429
+                           error=error, locked=_locked_tills(store)), 429
+
+
+def _locked_tills(store: Store) -> list[int]:
+    """Locked tills at the store, for the owner's desk (a cashier cannot lift a lock)."""
+    return svc.locked_tills(get_redis(), store.id) if current_user.role == Role.owner else []
 
 
 def _desk_stores() -> list[Store]:
@@ -235,7 +258,20 @@ def desk():
             return _not_found(store, form)
         return redirect(url_for("coupons.desk_coupon", short_code=code))
     recent = svc.recent_redemptions(db.session, _merchant_id(), store.id, limit=10)
-    return render_template("coupons/desk.html", form=form, store=store, stores=_desk_stores(), recent=recent)
+    return render_template("coupons/desk.html", form=form, store=store, stores=_desk_stores(), recent=recent,
+                           locked=_locked_tills(store))
+
+
+@bp.post("/desk/unlock")
+@require_role(Role.owner)
+def desk_unlock():
+    """The owner lifts the wrong-code lock of every till at one of their stores."""
+    store = _my_store(request.form.get("store_id", type=int) or 0)
+    if not CsrfForm().validate_on_submit():
+        abort(400)
+    lifted = svc.lift_desk_locks(get_redis(), store.id)
+    flash(_("已解除 %(n)s 个核销台的锁定", n=lifted) if lifted else _("核销台没有被锁定"))
+    return redirect(url_for("coupons.desk", store_id=store.id))
 
 
 def _coupon_page(coupon: Coupon, store: Store, form: ConfirmForm, error: str | None = None, status: int = 200):
@@ -368,7 +404,8 @@ def welcome(store_id: int):
             return redirect(url_for("coupons.welcome", store_id=store_id))
     else:
         status = 400
-    return render_template("coupons/welcome.html", store=store, form=form), status
+    qr_channels = [c for c in store_channels(db.session, store.id) if c.qr_code]
+    return render_template("coupons/welcome.html", store=store, form=form, qr_channels=qr_channels), status
 
 
 def init_app(app) -> None:

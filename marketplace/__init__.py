@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask
 
 import accounts
-from core import i18n
+from core import converters, i18n
 from core import wecom as wecom_setup
 from core.config import ROOT, Settings
 from core.extensions import db, init_redis
@@ -19,6 +19,7 @@ from marketplace import (
     views,
     welcome,  # noqa: F401
 )
+from marketplace import security
 from merchants import handlers as merchant_handlers  # noqa: F401
 from residents import handlers as resident_handlers  # noqa: F401
 
@@ -41,12 +42,14 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.from_mapping(settings.as_flask_config())
     app.config.setdefault("MAX_CONTENT_LENGTH", 8 * 1024 * 1024)
+    security.init_app(app)  # refuses demo secrets against the real WeCom; proxies; headers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     db.init_app(app)
     init_redis(app)
     i18n.init_app(app)
 
+    converters.init_app(app)  # before any route: <int:...> is bounded to 1..2147483647
     wecom_setup.init_app(app)
     views.init_app(app)
     errors.init_app(app)

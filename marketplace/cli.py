@@ -19,7 +19,10 @@ from flask.cli import FlaskGroup
 from accounts.services import AccountError, create_admin
 from core.config import DEFAULT_INSTANCE, ROOT, Settings
 from core.db import db
+from core.errors import DomainError
 from core.extensions import QUEUE_NAMES
+from core.inbox import jobs as inbox_jobs
+from core.inbox import services as inbox
 from core.txn import transaction
 from marketplace import create_app, schedule
 from marketplace.demo import seed_demo
@@ -272,6 +275,46 @@ def transfers_poll() -> None:
     """Send unsent batches and ask WeCom about every running handover now, in this process."""
     ids = poll_running(db.session, force=True)
     click.echo(f"{len(ids)} running transfer(s) checked")
+
+
+# --------------------------------------------------------------------------- events (the WeCom event log)
+
+
+@main.group("events")
+def events_group() -> None:
+    """The WeCom event log: list failed events, replay them."""
+
+@events_group.command("list")
+@click.option("--status", type=click.Choice(inbox.STATUSES), default="failed", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+def events_list(status: str, limit: int) -> None:
+    """Events in STATUS, newest first: id, received, event/change type, error."""
+    counts = inbox.status_counts(db.session)
+    click.echo(", ".join(f"{name}: {n}" for name, n in counts.items()))
+    for row in inbox.list_events(db.session, status=status, limit=limit):
+        kind = f"{row.event}/{row.change_type}" if row.change_type else row.event
+        click.echo(f"{row.id}\t{row.received_at:%Y-%m-%d %H:%M:%S}\t{kind}\t{(row.error or '')[:200]}")
+    db.session.rollback()
+
+
+@events_group.command("retry")
+@click.argument("ids", nargs=-1, type=click.IntRange(1, 2_147_483_647))
+@click.option("--all", "all_failed", is_flag=True, help="Every failed event.")
+@click.option("--now", is_flag=True, help="Run them in this process instead of queueing jobs.")
+def events_retry(ids: tuple[int, ...], all_failed: bool, now: bool) -> None:
+    """Replay failed events (IDS, or --all): back to pending, then a job each on ``high``
+    (or run here with --now). Handlers are idempotent: a replay only finishes what failed."""
+    if bool(ids) == all_failed:
+        raise click.UsageError("give event ids or --all (not both)")
+    try:
+        outcome = inbox_jobs.retry_failed(list(ids) if ids else None, now=now)
+    except DomainError as exc:
+        raise click.ClickException(str(exc.message)) from exc
+    for event_id, result in outcome.items():
+        click.echo(f"{event_id}\t{result}")
+    click.echo(f"{len(outcome)} event(s) retried")
+    if any(result.startswith("failed") for result in outcome.values()):
+        sys.exit(1)
 
 
 # --------------------------------------------------------------------------- run

@@ -379,6 +379,7 @@ def seed_channels(session: Session, wecom) -> list[str]:
     for spec, store in _demo_stores(session):
         if store.status != ReviewStatus.approved:
             continue
+        _grant_demo_staff(session, store, spec)
         if not store.staff:
             choices = [services.StaffChoice(u, backup, cap) for u, backup, cap in spec.staff]
             try:
@@ -406,6 +407,15 @@ def seed_channels(session: Session, wecom) -> list[str]:
     lines = [f"channels: {staffed} stores staffed, {created} codes created, {repaired} contact ways re-created"]
     lines += [f"  skipped {p}" for p in problems]
     return lines
+
+
+def _grant_demo_staff(session: Session, store: Store, spec: DemoStore) -> None:
+    """Each demo member belongs to the merchants whose stores they serve (idempotent; members
+    not in the synced corp are left to ``set_store_staff``'s complaint)."""
+    userids = [u for u, _backup, _cap in spec.staff]
+    found = list(session.scalars(select(Member).where(Member.userid.in_(userids), Member.active.is_(True))))
+    for member in found:
+        services.grant_member(session, store.merchant_id, member.id)
 
 
 def _contact_way_missing(wecom, config_id: str) -> bool:

@@ -56,8 +56,8 @@ def tick(now: float | None = None, schedule: tuple[Periodic, ...] = SCHEDULE) ->
         if redis.set(KEY.format(name=entry.name, slot=slot), "1", nx=True, ex=entry.every * 2):
             get_queue(entry.queue).enqueue(entry.func, job_id=f"cron-{entry.name.replace('.', '_')}-{slot}")
             fired.append(entry.name)
-    if fired:
-        log.info("cron: enqueued %s", ", ".join(fired))
+    if fired:  # every few minutes, all day: not worth a line at INFO
+        log.debug("cron: enqueued %s", ", ".join(fired))
     return fired
 
 

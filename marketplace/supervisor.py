@@ -4,19 +4,28 @@ Each child gets its own process group, so the terminal's Ctrl-C reaches only the
 which then stops the children in order (web and worker, then the simulator) and the
 embedded Redis last — nothing is left running. If any child dies, everything stops and the
 supervisor exits non-zero: a half-running stack is worse than none.
+
+The children's output goes to ``instance/logs/<child>.log``; the terminal gets only what
+needs a person (warnings, errors, tracebacks), so the banner with the URLs and the demo
+logins is the last thing printed and stays on screen while periodic sweeps run quietly.
+``LINLI_RUN_VERBOSE=1`` relays every line as well, prefixed with the child's name.
 """
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
 
 import httpx
 
-from core.config import ROOT, Settings
+from core.config import ROOT, Settings, parse_bool
 from core.embedded_redis import EmbeddedRedis
 from marketplace.demo import banner_lines
 
@@ -24,28 +33,67 @@ STOP_TIMEOUT = 10.0
 START_TIMEOUT = 60.0
 
 
+# A line a person should see even when the stack runs quietly: a logged warning or error
+# (logging's "WARNING name:", gunicorn's "[ERROR]"), a traceback, a 5xx in an access log.
+IMPORTANT = re.compile(
+    r"\b(WARNING|ERROR|CRITICAL|FATAL)\b|\[(warning|error|critical)\]|Traceback \(most recent call last\)"
+    r'|" 5\d\d ',
+    re.IGNORECASE,
+)
+
+
+class OutputFilter:
+    """Decides which of a child's lines reach the terminal: with ``verbose`` all of them,
+    otherwise the important ones and every line of a traceback (up to its exception line)."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self.in_traceback = False
+
+    def shows(self, line: str) -> bool:
+        if self.verbose:
+            return True
+        if self.in_traceback:
+            # the frames are indented; the first line that is not ends the traceback
+            if not line[:1].isspace() and line.strip():
+                self.in_traceback = False
+            return True
+        if "Traceback (most recent call last)" in line:
+            self.in_traceback = True
+            return True
+        return bool(IMPORTANT.search(line))
+
+
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen
+    relay: threading.Thread | None = field(default=None, repr=False)
 
 
 class Stop(Exception):
     """Raised from the signal handler to unwind the supervisor's loop."""
 
 class Supervisor:
-    def __init__(self, host: str, port: int, sim_port: int, *, web_workers: int = 2, seed: bool = True):
+    def __init__(self, host: str, port: int, sim_port: int, *, web_workers: int = 2, seed: bool = True,
+                 verbose: bool | None = None, out: TextIO | None = None):
         self.host, self.port, self.sim_port = host, port, sim_port
         self.web_workers = web_workers
         self.seed = seed
+        self.verbose = parse_bool(os.environ.get("LINLI_RUN_VERBOSE")) if verbose is None else verbose
+        self.out = out or sys.stdout
         self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
+        self.log_dir: Path | None = None
+        self._print_lock = threading.Lock()
 
     # -- environment shared by every child
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         settings = Settings.from_env(env)
         env["INSTANCE_PATH"] = str(settings.INSTANCE_PATH)
+        self.log_dir = Path(settings.INSTANCE_PATH) / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         env.setdefault("PUBLIC_BASE_URL", f"http://{self.host}:{self.port}")
         env.setdefault("WECOM_API_BASE", f"http://{self.host}:{self.sim_port}/cgi-bin/")
         env.setdefault("WECOM_SIM_PUBLIC_URL", f"http://{self.host}:{self.sim_port}")
@@ -60,11 +108,32 @@ class Supervisor:
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         process = subprocess.Popen(
-            args, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL, start_new_session=True
+            args, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace",
         )
         child = Child(name, process)
+        child.relay = threading.Thread(target=self._relay, args=(child,), name=f"relay-{name}", daemon=True)
+        child.relay.start()
         self.children.append(child)
         return child
+
+    def _log_path(self, name: str) -> Path:
+        assert self.log_dir is not None
+        return self.log_dir / f"{name}.log"
+
+    def _relay(self, child: Child) -> None:
+        """Copy a child's output to its log file; show the lines that need a person."""
+        shows = OutputFilter(self.verbose).shows
+        with open(self._log_path(child.name), "a", encoding="utf-8") as log:
+            for line in child.process.stdout:
+                log.write(line)
+                log.flush()
+                if shows(line):
+                    self.say(f"[{child.name}] {line.rstrip()}")
+
+    def say(self, text: str) -> None:
+        with self._print_lock:
+            print(text, file=self.out, flush=True)
 
     def run(self) -> int:
         previous = {
@@ -79,7 +148,11 @@ class Supervisor:
             self._wait_http(f"http://{self.host}:{self.sim_port}/cgi-bin/gettoken", "simulator")
             if self.seed:
                 # The simulator answers now, so the demo seed can sync its members.
-                result = subprocess.run(linli + ["seed-demo"], env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL)
+                result = subprocess.run(linli + ["seed-demo"], env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL,
+                                        capture_output=True, text=True, encoding="utf-8", errors="replace")
+                self._log_path("seed-demo").write_text(result.stdout + result.stderr, encoding="utf-8")
+                if result.returncode != 0 or self.verbose:
+                    self.say((result.stdout + result.stderr).rstrip())
                 if result.returncode != 0:
                     print("linli run: seed-demo failed (did `linli db upgrade` run?)", file=sys.stderr)
             self.spawn("worker", linli + ["worker"], env)
@@ -140,21 +213,9 @@ class Supervisor:
         raise RuntimeError(f"{name} did not answer at {url} within {START_TIMEOUT:.0f}s")
 
     def _banner(self, env: dict[str, str]) -> None:
-        app = env["PUBLIC_BASE_URL"].rstrip("/")
-        sim = env["WECOM_SIM_PUBLIC_URL"].rstrip("/")
-        print(
-            "\n邻里 Linli is running — Ctrl-C stops everything\n"
-            f"  app        {app}/\n"
-            f"  portal     {app}/auth/login   (linli admin create --username …)\n"
-            f"  phone      {sim}/phone/        (simulated diners' WeChat)\n"
-            f"  console    {sim}/console/      (staff members' WeCom)\n"
-            f"  WeCom API  {env['WECOM_API_BASE']}\n"
-            f"  Redis      {env['REDIS_URL']}\n",
-            flush=True,
-        )
-        if self.seed:
-
-            print("".join(f"  {line}\n" for line in banner_lines()), flush=True)
+        """Printed once everything answers: with the children's chatter in their log files,
+        it is the last thing on the terminal."""
+        self.say(banner_text(env, seed=self.seed, log_dir=self.log_dir, verbose=self.verbose))
 
     def stop_all(self) -> None:
         """SIGTERM each child's process group (web and worker first), wait, then SIGKILL."""
@@ -170,10 +231,34 @@ class Supervisor:
             # Grandchildren (gunicorn and RQ work horses) share the child's group.
             _signal_group(child.process, signal.SIGKILL)
             child.process.wait()
+        for child in self.children:
+            if child.relay is not None:
+                child.relay.join(timeout=2)
         self.children.clear()
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+
+
+def banner_text(env: dict[str, str], *, seed: bool, log_dir: Path | None, verbose: bool) -> str:
+    app = env["PUBLIC_BASE_URL"].rstrip("/")
+    sim = env["WECOM_SIM_PUBLIC_URL"].rstrip("/")
+    lines = [
+        "",
+        "邻里 Linli is running — Ctrl-C stops everything",
+        f"  app        {app}/",
+        f"  portal     {app}/auth/login" + ("" if seed else "   (linli admin create --username …)"),
+        f"  phone      {sim}/phone/        (simulated diners' WeChat)",
+        f"  console    {sim}/console/      (staff members' WeCom)",
+        f"  WeCom API  {env['WECOM_API_BASE']}",
+        f"  Redis      {env['REDIS_URL']}",
+    ]
+    if log_dir is not None:
+        lines.append(f"  logs       {log_dir}/" + ("" if verbose else "   (LINLI_RUN_VERBOSE=1 shows them here)"))
+    if seed:
+        lines.append("")
+        lines += [f"  {line}" for line in banner_lines()]
+    return "\n".join(lines) + "\n"
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

@@ -1,21 +1,28 @@
 """Marketplace-wide pages and blueprint registration."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, render_template
+from flask import Blueprint, Flask, current_app, jsonify, render_template
 
 from coupons import views as coupon_views
 from marketplace import admin
+from marketplace.demo import DEMO_PASSWORD, demo_logins
 from merchants import channel_views
 from merchants import views as merchant_views
 from residents import views as resident_views
 from residents.transfers import views as transfer_views
+from wecom.defaults import DEMO_CORP_ID
 
 bp = Blueprint("marketplace", __name__)
 
 
 @bp.get("/")
 def home():
-    return render_template("marketplace/home.html")
+    # On the demo corp (local dev, ``make run``): where to sign in and the simulated phone.
+    demo = current_app.config.get("WECOM_CORP_ID") == DEMO_CORP_ID
+    api_base = current_app.config.get("WECOM_API_BASE", "")
+    sim = api_base[: -len("cgi-bin/")] if demo and api_base.endswith("/cgi-bin/") else ""
+    return render_template("marketplace/home.html", demo_logins=demo_logins() if demo else [],
+                           demo_password=DEMO_PASSWORD, sim_url=sim)
 
 
 @bp.get("/healthz")

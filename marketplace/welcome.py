@@ -9,6 +9,12 @@ coupon exists from here on; new taste evidence queues ``taste_changed`` for that
 send the welcome, then emit ``contact_added``. Each step is idempotent, so WeCom's retries
 and replayed jobs change nothing. A missed window is logged and counted, never an error: the
 coupon is already in the diner's coupon list.
+
+The welcome text never depends on the coupon: a coupon that cannot be issued (sold out, a
+template whose terms no coupon can have) or whose card cannot be built leaves the welcome
+without its card, and the miss is counted (``coupon_missed_count``). Should the database
+step itself fail, the welcome text still goes out before the event is marked failed (listed
+on /admin/events, replayed by ``linli events retry``).
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ DEFAULT_WELCOME = "欢迎来到邻里！关注本店，享受街坊专属优惠�
 # missing, expired/invalid, already used, already being sent
 MISSED_CODES = {41049, 41050, 41051, 41096}
 MISS_COUNTER = "linli:welcome:missed"
+COUPON_MISS_COUNTER = "linli:welcome:coupon_missed"  # welcomes that went out without the store's coupon
 SENT_PREFIX = "linli:welcome:code:"  # one send per welcome code, whatever retries happen
 SENT_TTL = 3600
 TITLE_MAX_BYTES = 128  # WeCom's limits on a link attachment
@@ -75,8 +82,14 @@ def coupon_card(store, coupon, resident_id: int) -> dict:
 
 
 def compose(store, coupon, resident_id: int) -> tuple[str, list[dict]]:
-    """Text and attachments for a new contact (no card without a coupon)."""
-    attachments = [coupon_card(store, coupon, resident_id)] if coupon is not None else []
+    """Text and attachments for a new contact (no card without a coupon, nor when the card
+    cannot be built: the text goes out whatever the coupon's terms)."""
+    attachments = []
+    if coupon is not None:
+        try:
+            attachments = [coupon_card(store, coupon, resident_id)]
+        except Exception:  # a bad coupon must not cost the diner the welcome
+            log.exception("welcome card for coupon %s could not be built; text only", coupon.id)
     return welcome_text(store), attachments
 
 
@@ -108,6 +121,39 @@ def missed_count() -> int:
     return int(get_redis().get(MISS_COUNTER) or 0)
 
 
+def coupon_missed_count() -> int:
+    """Welcomes (or, without a welcome code, new contacts) that got no welcome coupon although
+    their store has one set."""
+    return int(get_redis().get(COUPON_MISS_COUNTER) or 0)
+
+
+def _count_coupon_miss(resident_id: int | None, store_id: int | None) -> None:
+    log.warning("welcome for resident %s at store %s went without its coupon", resident_id, store_id)
+    get_redis().incr(COUPON_MISS_COUNTER)
+
+
+def _welcome_after_failure(code: str, state: str | None) -> None:
+    """The database step failed: send the store's welcome text anyway (its code lives 20 s;
+    the coupon follows when the event is replayed, in the diner's coupon list)."""
+    store_id = wants_coupon = None
+    try:
+        with transaction(db.session) as session:
+            store, _channel = residents.resolve_state(session, state)
+            text = welcome_text(store)
+            if store is not None:
+                store_id, wants_coupon = store.id, store.welcome_template_id is not None
+    except Exception:  # the database may be what failed
+        log.exception("store for a failed add event could not be read; default welcome")
+        text = welcome_text(None)
+    try:
+        outcome = send_welcome(code, text)
+    except Exception:  # the event's own error is the one to report
+        log.exception("welcome after a failed add event could not be sent")
+        return
+    if outcome == SENT and wants_coupon:
+        _count_coupon_miss(None, store_id)
+
+
 @registry.on("change_external_contact", "add_external_contact")
 def on_add_external_contact(payload: dict) -> None:
     external_userid, userid = payload.get("ExternalUserID"), payload.get("UserID")
@@ -116,21 +162,33 @@ def on_add_external_contact(payload: dict) -> None:
         return
     profile = residents.fetch_profile(get_wecom(), external_userid)
     code = payload.get("WelcomeCode")
-    with transaction(db.session) as session:
-        result = residents.contact_added(
-            session,
-            external_userid=external_userid,
-            member_userid=userid,
-            state=payload.get("State"),
-            profile=profile,
-            at=residents.event_time(payload),
-        )
-        # built before commit: the card needs the store, the coupon and its template
-        text, attachments = compose(result.store, result.coupon, result.resident_id) if code else ("", [])
+    try:
+        with transaction(db.session) as session:
+            result = residents.contact_added(
+                session,
+                external_userid=external_userid,
+                member_userid=userid,
+                state=payload.get("State"),
+                profile=profile,
+                at=residents.event_time(payload),
+            )
+            # built before commit: the card needs the store, the coupon and its template
+            text, attachments = compose(result.store, result.coupon, result.resident_id) if code else ("", [])
+            store_id = result.store_id
+            wants_coupon = result.store is not None and result.store.welcome_template_id is not None
+            no_coupon = wants_coupon and (result.coupon is None or (bool(code) and not attachments))
+    except Exception:
+        if code:
+            _welcome_after_failure(code, payload.get("State"))
+        raise
     try:
         if code:  # absent: a console welcome is configured, or the pair chatted before
             outcome = send_welcome(code, text, attachments)
             log.info("welcome for resident %s: %s", result.resident_id, outcome)
+            if no_coupon and outcome == SENT:
+                _count_coupon_miss(result.resident_id, store_id)
+        elif no_coupon and result.opened:
+            _count_coupon_miss(result.resident_id, store_id)
     finally:
         if result.opened:
             signals.contact_added.send(

@@ -141,6 +141,22 @@ def poster(store_id: int, channel_id: int, fmt: str):
     )
 
 
+@bp.get("/channels/<int:channel_id>/qr.png")
+@require_role(Role.owner)
+def qr(store_id: int, channel_id: int):
+    """The channel's WeCom QR for the portal's previews, from our own origin (the pages'
+    content security policy loads images only from us)."""
+    store = _store(store_id)
+    channel = get_channel(db.session, store.id, channel_id)
+    if not channel.qr_code:
+        abort(404)
+    try:
+        image = posters.fetch_qr(channel.qr_code, timeout=current_app.config.get("WECOM_HTTP_TIMEOUT", 5.0))
+    except posters.PosterError:
+        abort(502)
+    return Response(posters.to_png(image), mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
 def _poster_content(store: Store) -> posters.PosterContent:
     if store.welcome_template is not None:
         offer = _("添加店长企业微信，立领「%(name)s」", name=store.welcome_template.name)

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectChoice, SelectField, SelectMultipleField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import (
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from core.localtime import WEEKDAY_LABELS as DAY_LABELS
 from core.localtime import WEEKDAYS
+from merchants.errors import ServiceError
 from merchants.models import CUISINES, RegionLevel
+from merchants.services.hours import build_opening_hours
+from merchants.services.validation import (
+    validate_credit_code,
+    validate_mobile,
+    yuan_to_fen,
+)
 
 # Display labels through Babel (pybabel sees these literals); same keys and Chinese text as
 # ``merchants.models.CUISINES`` (a test keeps them in step).
@@ -45,6 +59,15 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
+def _service_check(check, *args) -> None:
+    """Run one of ``merchants.services``' checks as a field validator, so every field's
+    complaint shows on the first submit (the service still checks them all again)."""
+    try:
+        check(*args)
+    except ServiceError as exc:
+        raise ValidationError(str(exc.message)) from None
+
+
 class CsrfForm(FlaskForm):
     """Just the CSRF token, for pages whose inputs are built by hand (staff picker, buttons)."""
 
@@ -60,11 +83,31 @@ class StoreForm(FlaskForm):
     hours_days_2 = MultiCheckboxField(_l("其他营业日（可选）"), choices=options(WEEKDAY_LABELS))
     hours_2 = StringField(_l("其他营业时间"), validators=[Length(max=200)], description=_l("例如周末 10:00-22:00"))
 
+    # Field checks the services repeat, run here too so one submit shows every error.
+    def validate_cuisines(self, field) -> None:
+        if not field.data:
+            raise ValidationError(str(_l("请至少选择一个菜系。")))
+
+    def validate_avg_spend(self, field) -> None:
+        _service_check(yuan_to_fen, field.data or "", "avg_spend")
+
+    def validate_hours_1(self, field) -> None:
+        _service_check(build_opening_hours, [(self.hours_days_1.data or [], field.data or "")])
+
+    def validate_hours_2(self, field) -> None:
+        _service_check(build_opening_hours, [(self.hours_days_2.data or [], field.data or "")])
+
 
 class EnrolForm(StoreForm):
     name = StringField(_l("商户名称"), validators=[DataRequired(), Length(max=100)])
     credit_code = StringField(_l("统一社会信用代码"), validators=[DataRequired(), Length(max=24)])
     contact_mobile = StringField(_l("联系手机号"), validators=[DataRequired(), Length(max=20)])
+
+    def validate_credit_code(self, field) -> None:
+        _service_check(validate_credit_code, field.data or "")
+
+    def validate_contact_mobile(self, field) -> None:
+        _service_check(validate_mobile, field.data or "")
 
 
 class ReviewForm(FlaskForm):

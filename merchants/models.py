@@ -96,6 +96,12 @@ class Store(Base):
     )
     review_reason: Mapped[str | None] = mapped_column(Text)
     reviewed_at: Mapped[datetime | None]
+    # An approved store's name/address change waits here for review; ``name``/``address``
+    # stay the approved (public) values until a reviewer approves the change.
+    pending_name: Mapped[str | None] = mapped_column(String(100))
+    pending_address: Mapped[str | None] = mapped_column(String(255))
+    change_requested_at: Mapped[datetime | None]
+    change_reason: Mapped[str | None] = mapped_column(Text)  # why the last change was rejected
     welcome_text: Mapped[str] = mapped_column(Text, default="")
     welcome_template_id: Mapped[int | None] = mapped_column(
         ForeignKey("coupon_templates.id", use_alter=True, ondelete="SET NULL")
@@ -111,6 +117,10 @@ class Store(Base):
 
     __table_args__ = (CheckConstraint("avg_spend_fen >= 0", name="avg_spend_nonneg"),)
 
+    @property
+    def has_pending_change(self) -> bool:
+        return self.pending_name is not None or self.pending_address is not None
+
 
 class Member(Base):
     """A WeCom corp member (staff account) as last synced from WeCom."""
@@ -124,6 +134,24 @@ class Member(Base):
     can_hold_customers: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MemberGrant(Base):
+    """A corp member granted to a merchant: only granted members may serve its stores and be
+    handed over by it. The operator grants, or the merchant's owner adds its own staff."""
+
+    __tablename__ = "member_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    granted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member] = relationship()
+    merchant: Mapped[Merchant] = relationship()
+
+    __table_args__ = (UniqueConstraint("merchant_id", "member_id"),)
 
 
 class StoreMember(Base):

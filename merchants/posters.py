@@ -147,6 +147,22 @@ def _fit_font(draw, text: str, max_width: int, start_px: int, min_px: int, bold:
     return load_font(px, bold)
 
 
+def _name_lines(draw, name: str, max_width: int, u: float):
+    """The store name as one line if it fits at a readable size, else wrapped onto two
+    (an ellipsis past that): never wider than ``max_width``."""
+    font = _fit_font(draw, name, max_width, int(9 * u), int(6 * u), bold=True)
+    if draw.textlength(name, font=font) <= max_width:
+        return [name], font
+    for px in range(int(7 * u), int(4 * u) - 1, -4):
+        font = load_font(px, True)
+        lines = _wrap(draw, name, font, max_width, max_lines=2)
+        # closing punctuation may hang past the width in ``_wrap``: that line must fit too
+        if not lines[-1].endswith("…") and all(draw.textlength(li, font=font) <= max_width for li in lines):
+            return lines, font
+    # Too long even small: two lines with an ellipsis, room left for a hanging bracket.
+    return _wrap(draw, name, font, max_width - font.size, max_lines=2), font
+
+
 def _center(draw, y: int, text: str, font, fill, width: int) -> int:
     box = draw.textbbox((0, 0), text, font=font)
     draw.text(((width - (box[2] - box[0])) // 2 - box[0], y), text, font=font, fill=fill)
@@ -162,14 +178,20 @@ def render_poster(content: PosterContent, qr: Image.Image, size: str = "a5") -> 
     margin = int(6 * u)
     inner = W - 2 * margin
 
-    # Title band: store name, cuisines.
+    # Title band: store name (shrunk to fit, else wrapped onto two lines), cuisines.
     band_h = int(H * 0.2)
+    name_lines, name_font = _name_lines(d, content.store_name, inner, u)
+    cuisine_font = load_font(int(4.2 * u))
+    line_h = int(name_font.size * 1.3)
+    text_h = line_h * len(name_lines) + (int(u) + int(cuisine_font.size * 1.3) if content.cuisines else 0)
+    band_h = max(band_h, text_h + int(6 * u))
     d.rectangle([0, 0, W, band_h], fill=BRAND)
-    name_font = _fit_font(d, content.store_name, inner, int(9 * u), int(4 * u), bold=True)
-    y = int(band_h * 0.22)
-    y = _center(d, y, content.store_name, name_font, PAPER, W)
+    y = (band_h - text_h) // 2
+    for line in name_lines:
+        y = _center(d, y, line, name_font, PAPER, W)
     if content.cuisines:
-        y = _center(d, y + int(u), " · ".join(content.cuisines), load_font(int(4.2 * u)), CREAM, W)
+        cuisines = _wrap(d, " · ".join(content.cuisines), cuisine_font, inner, max_lines=1)[0]
+        y = _center(d, y + int(u), cuisines, cuisine_font, CREAM, W)
 
     # Headline and offer.
     y = band_h + int(4 * u)

@@ -91,7 +91,10 @@ def _store_input(form: StoreForm) -> services.StoreInput:
 
 def _fill_store_form(form: StoreForm, store) -> None:
     """Prefill an edit form from a store (the opening hours folded back into two groups)."""
-    form.store_name.data, form.address.data, form.circle_id.data = store.name, store.address, store.circle_id
+    # an approved store's change waiting for review is what the owner last asked for
+    form.store_name.data = store.pending_name if store.pending_name is not None else store.name
+    form.address.data = store.pending_address if store.pending_address is not None else store.address
+    form.circle_id.data = store.circle_id
     form.cuisines.data = list(store.cuisines or [])
     form.avg_spend.data = fen_to_yuan(store.avg_spend_fen)
     groups: dict[str, list[str]] = {}
@@ -206,7 +209,10 @@ def edit_store(store_id: int):
         except ServiceError as exc:
             _show_error(form, exc)
         else:
-            flash(_("门店资料已保存。"))
+            if store.has_pending_change:
+                flash(_("门店资料已保存。新的名称或地址审核通过后对顾客展示，在此之前仍显示原来的。"))
+            else:
+                flash(_("门店资料已保存。"))
             return redirect(url_for("merchants.store_detail", store_id=store.id))
     status = 400 if (form.errors or form.form_errors) else 200
     return render_template("merchants/store_form.html", form=form, store=store), status
@@ -240,7 +246,9 @@ def store_staff(store_id: int):
         wecom_problem = services.describe_wecom_error(exc)
     else:
         with transaction(db.session):
-            members = services.upsert_members(db.session, users, holders)
+            services.upsert_members(db.session, users, holders)
+            # only the members granted to this merchant are offered
+            members = services.staff_candidates(db.session, store)
 
     if request.method == "POST" and form.validate_on_submit():
         if wecom_problem:
@@ -352,7 +360,7 @@ def review(store_id: int):
         except ServiceError as exc:
             _show_error(form, exc)
         else:
-            if store.status == ReviewStatus.approved:
+            if form.decision.data == "approve":
                 flash(_("已通过：%(name)s", name=store.name))
             else:
                 flash(_("已驳回：%(name)s", name=store.name))

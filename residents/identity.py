@@ -1,15 +1,23 @@
 """Who is the diner on this request.
 
-Two ways in, one result (``resident_id`` in the signed session cookie):
+A diner *session* (``resident_id`` in the signed session cookie) covers every page under
+``/m/``; it comes only from
 
-- a personal link ``…?t=<token>`` (welcome link cards): the token names the resident; we
-  remember them and redirect to the clean URL, so the token leaves the address bar and
-  never reaches a screenshot or a forward;
-- anything else (mass messages are the same for every recipient, so they carry no token):
-  WeChat web OAuth, silent ``snsapi_base``. The ``state`` carries the return path, signed
+- WeChat web OAuth, silent ``snsapi_base``. The ``state`` carries the return path, signed
   and bound to this browser, so the callback can neither be turned into an open redirect
   nor replayed into someone else's browser. The unionid WeChat returns is the one WeCom
-  reported for the customer, which finds the resident.
+  reported for the customer, which finds the resident;
+- or a single-use sign-in token ``…?t=<token>`` (``tokens.make_sign_in_token``), spent in
+  Redis the first time it is opened.
+
+A welcome card's coupon link ``/m/c/<code>?t=<token>`` is no session: it opens that coupon's
+page and its status poll, nothing else (a forwarded card must not hand over the diner's list,
+taste or message settings). The browser keeps the link's token in the session cookie under
+``coupon_links`` (a few of them, by code) and each use checks it again: signature, age, the
+resident not erased, the coupon still theirs, so erasing a resident revokes their links.
+
+Either token is dropped from the address bar by a redirect, so it never reaches a
+screenshot or a forward of the page.
 
 WeChat's ``state`` takes only ``[A-Za-z0-9]`` up to 128 bytes, hence the base62 packing.
 """
@@ -29,12 +37,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import db
+from core.extensions import get_redis
+from coupons.services import normalize_code
 from residents.models import Resident
-from residents.tokens import load_token
+from residents.tokens import SIGN_IN_MAX_AGE, load_link
 from wecom.oauth import WeChatOAuth
 
 SESSION_KEY = "resident_id"
 NONCE_KEY = "oauth_nonce"
+LINKS_KEY = "coupon_links"
+MAX_LINKS = 5  # coupon links a browser remembers (a cookie is small)
+SPENT_PREFIX = "linli:diner-sign-in:"
+COUPON_ENDPOINTS = ("residents.coupon", "residents.coupon_status")
 TOKEN_ARG = "t"
 STATE_MAX_AGE = 600  # seconds from leaving for WeChat to coming back
 _MAC_BYTES = 10
@@ -88,17 +102,63 @@ def clean_url() -> str:
     return request.path + (f"?{urlencode(args)}" if args else "")
 
 
+def _spend(nonce: str) -> bool:
+    """True the first time a sign-in nonce is seen (SET NX outlives the token's age)."""
+    return bool(get_redis().set(SPENT_PREFIX + nonce, b"1", nx=True, ex=SIGN_IN_MAX_AGE + 60))
+
+
+def _url_code() -> str | None:
+    if request.endpoint not in COUPON_ENDPOINTS or not request.view_args:
+        return None
+    return normalize_code(str(request.view_args.get("short_code", ""))) or None
+
+
+def remember_link(short_code: str, token: str) -> None:
+    links = web_session.get(LINKS_KEY)
+    links = dict(links) if isinstance(links, dict) else {}
+    links.pop(short_code, None)
+    links[short_code] = token
+    while len(links) > MAX_LINKS:
+        links.pop(next(iter(links)))
+    web_session[LINKS_KEY] = links
+
+
+def link_holder(session: Session, short_code: str) -> Resident | None:
+    """The resident whose coupon link for ``short_code`` this browser opened, if the link is
+    still good (signed, not expired, made for this coupon, resident not erased). Whether they
+    still hold the coupon is the caller's lookup ("by code and holder")."""
+    code = normalize_code(short_code)
+    links = web_session.get(LINKS_KEY)
+    token = links.get(code) if isinstance(links, dict) else None
+    link = load_link(token) if isinstance(token, str) else None
+    if link is None or link.is_sign_in or (link.short_code is not None and link.short_code != code):
+        return None
+    return active_resident(session, link.resident_id)
+
+
 def consume_link_token():
-    """``before_request`` of the diner pages: a valid token signs its resident in; any token
-    (valid, forged or expired) is then dropped from the URL by a redirect. A bad token only
-    means we fall back to the session or to OAuth, like a link without one."""
+    """``before_request`` of the diner pages. A sign-in token, the first time, signs its
+    resident in; a coupon link on its coupon's page is remembered for that coupon only; any
+    token (valid, spent, forged, expired, or a link opened elsewhere) is then dropped from the
+    URL by a redirect. A bad token only means we fall back to the session or to OAuth, like
+    a link without one."""
     if TOKEN_ARG not in request.args:
         return None
-    rid = load_token(request.args.get(TOKEN_ARG, ""))
-    if rid is not None and active_resident(db.session, rid) is not None:
-        remember(rid)
-    elif rid is None:
+    token = request.args.get(TOKEN_ARG, "")
+    link = load_link(token)
+    if link is None:
         current_app.logger.info("diner link with a bad or expired token on %s", request.path)
+    elif link.is_sign_in:
+        if active_resident(db.session, link.resident_id) is not None and _spend(link.nonce):
+            remember(link.resident_id)
+        else:
+            current_app.logger.info("diner sign-in token spent or for nobody on %s", request.path)
+    else:
+        code = _url_code()
+        if code is not None and link.short_code in (None, code):
+            remember_link(code, token)
+        else:
+            current_app.logger.info("coupon link opened off its coupon on %s", request.path)
     return redirect(clean_url())
 
 

@@ -11,6 +11,9 @@ the schema is a merchant's business contact, ``merchants.contact_mobile``).
 Erasing keeps the rows merchants need for their accounts (coupons, redemptions, scan counts)
 but cuts them loose from the person: identifiers become the tombstone ``erased:<id>``,
 personal fields are blanked, taste signals and tags are deleted. Erasing twice is a no-op.
+Erasing also revokes the diner's ways into the mobile pages: every welcome-card coupon link,
+any open session and any unspent sign-in token are checked against ``erased_at`` (and the
+coupon's holder) on each use (``residents.identity``), so none works afterwards.
 WeCom's own copy (the contact in the member's WeCom, tags set there) is WeCom's to delete:
 the member removes the customer in the WeCom app.
 """

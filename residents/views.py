@@ -1,8 +1,9 @@
 """Diner mobile pages under /m/: my coupons, a coupon to show at the till, the taste survey,
 "quiet me", a store's page, and the WeChat OAuth callback.
 
-Who the diner is comes from ``identity`` (personal link token or WeChat OAuth); every
-coupon lookup is "by code *and* this diner", so another diner's code is a 404.
+Who the diner is comes from ``identity`` (WeChat OAuth or a single-use sign-in); a welcome
+card's coupon link opens that one coupon's page and nothing else. Every coupon lookup is
+"by code *and* holder", so another diner's code is a 404.
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from wtforms import IntegerField, RadioField, SelectChoice, SelectMultipleField
-from wtforms.validators import InputRequired, NumberRange, Optional
+from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from core.bounds import IntRange
 from core.db import db
+from core.errors import NotFound
 from core.localtime import WEEKDAY_LABELS, WEEKDAYS, local
 from core.money import yuan
 from core.txn import transaction
@@ -149,10 +152,35 @@ def my_coupons():
     )
 
 
+def _coupon_for_viewer(short_code: str) -> Coupon | None:
+    """The coupon this browser may see at ``short_code``: the signed-in diner's own, else the
+    one a coupon link opened here (``g.resident`` is set only for a signed-in diner). None
+    when nobody is known at all; ``NotFound`` for anyone else's or a made-up code."""
+    resident = identity.active_resident(db.session, identity.current_resident_id())
+    if resident is not None:
+        g.resident = resident
+        try:
+            return services.get_coupon_for(db.session, resident.id, short_code)
+        except NotFound:
+            pass  # maybe a link someone forwarded to this diner
+    holder = identity.link_holder(db.session, short_code)
+    if holder is not None:
+        try:
+            return services.get_coupon_for(db.session, holder.id, short_code)
+        except NotFound:
+            pass  # a link whose coupon left its holder (erased, voided to someone else)
+    if resident is None:
+        return None
+    raise NotFound()
+
+
 @bp.get("/c/<short_code>")
-@identity.require_resident
 def coupon(short_code: str):
-    c = services.get_coupon_for(db.session, g.resident.id, short_code)
+    """One coupon with its QR: for its holder, or for whoever opened its link card."""
+    c = _coupon_for_viewer(short_code)
+    if c is None:
+        identity.forget()
+        return identity.ask_wechat(identity.clean_url())
     if c.short_code != short_code:  # typed with dashes or lower case: one canonical URL
         return redirect(url_for(".coupon", short_code=c.short_code))
     now = _now()
@@ -167,13 +195,11 @@ def coupon(short_code: str):
 
 @bp.get("/c/<short_code>/status")
 def coupon_status(short_code: str):
-    """What the coupon page polls (cheap: one indexed row). 401 without a diner, 404 for
-    anyone else's coupon."""
-    resident = identity.active_resident(db.session, identity.current_resident_id())
-    if resident is None:
+    """What the coupon page polls (cheap: one indexed row). 401 without a diner or a link
+    for this coupon, 404 for anyone else's coupon."""
+    c = _coupon_for_viewer(short_code)
+    if c is None:
         return jsonify(error="unknown diner"), 401
-    g.resident = resident
-    c = services.get_coupon_for(db.session, g.resident.id, short_code)
     now = _now()
     response = jsonify(
         code=c.short_code, status=shelf_of(c, now).value, label=status_label(c, now),
@@ -197,7 +223,7 @@ class SurveyForm(FlaskForm):
         _l("能吃多辣"), choices=[SelectChoice(str(k), v) for k, v in SPICE_LABELS.items()], validators=[Optional()]
     )
     budget = IntegerField(
-        _l("平时人均消费（元）"), validators=[Optional(), NumberRange(0, preferences.MAX_BUDGET_FEN // 100)]
+        _l("平时人均消费（元）"), validators=[Optional(), IntRange(0, preferences.MAX_BUDGET_FEN // 100)]
     )
 
     def __init__(self, *args, **kwargs) -> None:
@@ -243,7 +269,7 @@ class QuietForm(FlaskForm):
         ],
         validators=[InputRequired()],
     )
-    cap = IntegerField(_l("每月最多（条）"), validators=[Optional(), NumberRange(1, preferences.MAX_MONTHLY_CAP)])
+    cap = IntegerField(_l("每月最多（条）"), validators=[Optional(), IntRange(1, preferences.MAX_MONTHLY_CAP)])
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)

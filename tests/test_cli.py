@@ -19,6 +19,8 @@ from sqlalchemy import create_engine, func, inspect, select
 from core.config import ROOT
 from core.extensions import get_queue, get_redis
 from marketplace.all_models import metadata
+from marketplace.demo import banner_lines
+from marketplace.supervisor import OutputFilter, banner_text
 from merchants.models import Region
 
 LINLI = [sys.executable, "-m", "marketplace.cli"]
@@ -212,6 +214,14 @@ def test_run_starts_and_stops_cleanly(tmp_path):
             time.sleep(0.3)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{sim_port}/phone/", timeout=5).status_code == 200
+        # the clock's first tick queues every sweep: let the worker run them before stopping
+        worker_log = tmp_path / "instance" / "logs" / "worker.log"
+        deadline = time.monotonic() + 30
+        while "Job OK" not in (worker_log.read_text() if worker_log.exists() else ""):
+            assert time.monotonic() < deadline, "the periodic sweeps never ran:\n" + "".join(lines)
+            time.sleep(0.3)
+        time.sleep(1)
+        banner_tail = banner_lines()[-1].strip()
 
         redis_pid = int((tmp_path / "instance" / "redis.pid").read_text())
         tree = _descendants(proc.pid)
@@ -231,8 +241,60 @@ def test_run_starts_and_stops_cleanly(tmp_path):
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{port}/" in output
     assert f"http://127.0.0.1:{sim_port}/phone/" in output
+    # The banner is not buried: the children's start-up and the periodic sweeps went to
+    # instance/logs/, and nothing but the banner was printed after it.
+    after_banner = output.split("Ctrl-C stops everything", 1)[1]
+    assert "demo logins" in after_banner
+    assert after_banner.rstrip().endswith(banner_tail), after_banner
+    assert (tmp_path / "instance" / "logs" / "web.log").read_text().strip()
+    assert "Job OK" in (tmp_path / "instance" / "logs" / "worker.log").read_text()
     deadline = time.monotonic() + 5
     while any(_running(pid) for pid in tree) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in tree if _running(pid)], "stray processes after linli run stopped"
     assert not (tmp_path / "instance" / "redis.sock").exists() or not _running(redis_pid)
+
+
+def test_run_shows_only_what_needs_a_person():
+    quiet = OutputFilter()
+    shown = [line for line in [
+        "2026-01-01 10:00:00,000 INFO marketplace.schedule: cron: 5 periodic jobs",
+        "10:00:05 default: merchants.jobs.rebalance_all_stores() (cron-channels_rebalance-1)",
+        "10:00:05 default: Job OK (cron-channels_rebalance-1)",
+        '127.0.0.1 - - [01/Jan/2026 10:00:05] "GET /cgi-bin/gettoken HTTP/1.1" 200 -',
+        "[2026-01-01 10:00:00 +0800] [42] [INFO] Booting worker with pid: 42",
+        "2026-01-01 10:00:06,000 WARNING merchants.jobs: WeCom said 60020",
+        '127.0.0.1 - - [01/Jan/2026 10:00:07] "POST /cgi-bin/x HTTP/1.1" 500 -',
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "ValueError: boom",
+        "10:00:08 default: Job OK (cron-tags_sync_pending-1)",
+    ] if quiet.shows(line)]
+    assert shown == [
+        "2026-01-01 10:00:06,000 WARNING merchants.jobs: WeCom said 60020",
+        '127.0.0.1 - - [01/Jan/2026 10:00:07] "POST /cgi-bin/x HTTP/1.1" 500 -',
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in <module>',
+        "ValueError: boom",
+    ]
+    assert OutputFilter(verbose=True).shows("10:00:05 default: Job OK (cron-x)")
+
+
+def test_banner_names_the_urls_logins_and_logs(tmp_path):
+    env = {"PUBLIC_BASE_URL": "http://127.0.0.1:5000", "WECOM_SIM_PUBLIC_URL": "http://127.0.0.1:5001",
+           "WECOM_API_BASE": "http://127.0.0.1:5001/cgi-bin/", "REDIS_URL": "unix:///tmp/r.sock"}
+    text = banner_text(env, seed=True, log_dir=tmp_path / "logs", verbose=False)
+    assert "http://127.0.0.1:5001/phone/" in text and "demo-admin" in text and "linli-demo" in text
+    assert f"{tmp_path / 'logs'}/" in text and "LINLI_RUN_VERBOSE=1" in text
+    assert text.rstrip().endswith(banner_lines()[-1].strip())  # the logins come last
+
+
+def test_home_page_points_to_the_demo_logins_and_the_phone(app, client):
+    app.config["WECOM_API_BASE"] = "http://127.0.0.1:5001/cgi-bin/"
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-testid="demo-help"' in page
+    assert "demo-admin" in page and "demo-cashier" in page and "linli-demo" in page
+    assert 'href="http://127.0.0.1:5001/phone/"' in page
+    app.config["WECOM_CORP_ID"] = "ww-a-real-corp"  # a real corp: no demo logins on the home page
+    page = client.get("/").get_data(as_text=True)
+    assert "demo-admin" not in page and "/phone/" not in page

@@ -21,7 +21,7 @@ from accounts.models import Role, User
 from core.db import db, utcnow
 from coupons import services as coupon_svc
 from coupons.models import CouponKind
-from merchants.models import Channel, ChannelAdd, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
+from merchants.models import Channel, ChannelAdd, MemberGrant, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
 from residents.models import (
     ContactRelationship,
     MemberTransfer,
@@ -456,6 +456,8 @@ def test_staff_page_in_constant_queries(live_client, wecom_sim, render):
         store_id, owner = s.store.id, s.owner.username
         for userid in ("zhangwei", "lina"):
             add_staff(session, s.store, userid)
+        # the page offers only members granted to the merchant (or serving it): grant 赵磊
+        session.add(MemberGrant(merchant_id=s.store.merchant_id, member_id=make_member(session, "zhaolei").id))
     url = f"/portal/stores/{store_id}/staff"
     login(client, owner)
     few = render(client, url)

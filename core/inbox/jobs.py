@@ -5,6 +5,7 @@ its transaction.
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import timedelta
 
 from redis import RedisError
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.db import db, utcnow
 from core.extensions import QUEUE_HIGH, enqueue
 from core.inbox.models import WeComEvent
-from core.inbox.services import pending_ids, record
+from core.inbox.services import mark_for_retry, pending_ids, record
 from core.txn import transaction
 from wecom.events import registry
 
@@ -71,3 +72,30 @@ def requeue_stranded_events() -> int:
     """Periodic job: events still pending five minutes after they arrived lost their job."""
     with transaction(db.session) as session:
         return requeue_pending(session, statuses=("pending",), older_than=timedelta(minutes=5))
+
+
+def retry_failed(ids: list[int] | None = None, *, now: bool = False) -> dict[int, str]:
+    """The operator's replay (``linli events retry``, /admin/events): failed events (``ids``,
+    or every one) go back to pending and get a fresh job on ``high`` — or, with ``now``, run
+    in this process. Returns id -> "queued" | the job's result | "failed: <error>".
+    Handlers are idempotent, so a replay of a half-done event only finishes it."""
+    with transaction(db.session) as session:
+        marked = mark_for_retry(session, ids)
+    outcome: dict[int, str] = {}
+    for event_id in marked:
+        if now:
+            try:
+                outcome[event_id] = process_event(event_id)
+            except Exception as exc:  # noqa: BLE001 - recorded on the row by process_event
+                outcome[event_id] = f"failed: {exc!r}"[:300]
+            continue
+        try:
+            enqueue(QUEUE_HIGH, process_event, event_id,
+                    job_id=f"wecom-event-{event_id}-replay-{secrets.token_hex(4)}")
+        except RedisError:
+            # still pending: requeue_stranded_events gives it a job once Redis is back
+            log.error("event %s marked for retry but not enqueued (Redis unavailable)", event_id)
+            outcome[event_id] = "pending"
+        else:
+            outcome[event_id] = "queued"
+    return outcome

@@ -10,9 +10,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.bounds import in_date_range
 from core.errors import Conflict
 from core.localtime import as_utc, local_midnight
 from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
+from coupons.services.templates import MAX_VALID_DAYS
 
 # Crockford base32: no I, L, O, U. 10 symbols x 5 bits = 50 bits of entropy per code.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -48,6 +50,26 @@ def _validity(t: CouponTemplate, now: datetime) -> tuple[datetime, datetime]:
     return local_midnight(t.valid_from), local_midnight(t.valid_until + timedelta(days=1))
 
 
+def _bad_terms() -> IssueError:
+    return IssueError("bad_terms", str(_l("这张券的有效期设置有误，暂不可领取")))
+
+
+def _checked_validity(t: CouponTemplate, now: datetime) -> tuple[datetime, datetime]:
+    """The coupon's validity, or ``bad_terms`` for a template whose dates no coupon can have:
+    one stored before the bounds (``valid_until`` 9999-12-31 overflowed ``date + 1 day``
+    and failed every welcome of its store), outside 2000..2099, or with a missing end."""
+    if t.valid_days is None and not (t.valid_from and t.valid_until
+                                     and in_date_range(t.valid_from) and in_date_range(t.valid_until)):
+        raise _bad_terms()
+    if t.valid_days is not None and not 0 < t.valid_days <= MAX_VALID_DAYS:
+        raise _bad_terms()
+    try:
+        valid_from, valid_until = _validity(t, now)
+    except (OverflowError, ValueError):
+        raise _bad_terms() from None
+    return valid_from, valid_until
+
+
 def _held(session: Session, template_id: int, holder_ref: str) -> int:
     """The highest ``holder_seq`` this diner holds of the template (0 = none yet)."""
     return session.scalar(
@@ -73,12 +95,12 @@ def issue_coupon(
         raise IssueError("not_found", str(_l("券不存在")))
     if t.status != TemplateStatus.active:
         raise IssueError("inactive", str(_l("这张券当前不可领取")))
-    if t.valid_until is not None and now >= local_midnight(t.valid_until + timedelta(days=1)):
+    valid_from, valid_until = _checked_validity(t, now)
+    if t.valid_until is not None and now >= valid_until:
         raise IssueError("ended", str(_l("这张券已过领取期")))
     held = _held(session, t.id, holder_ref)
     if held >= t.per_diner_limit:
         raise IssueError("limit", str(_l("每人限领 %(n)d 张，您已领过", n=t.per_diner_limit)))
-    valid_from, valid_until = _validity(t, now)
     for _attempt in range(5):
         try:
             with session.begin_nested():

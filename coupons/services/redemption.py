@@ -297,11 +297,40 @@ def desk_throttled(redis, user_id: int, store_id: int) -> bool:
     return raw is not None and int(raw) >= WRONG_CODE_LIMIT
 
 
+def _store_tills_key(store_id: int) -> str:
+    return f"linli:desk:wrong-tills:{store_id}"
+
+
 def record_wrong_code(redis, user_id: int, store_id: int) -> int:
-    """Count an unknown code; the window starts at the first miss."""
+    """Count an unknown code; the window starts at the first miss. The store remembers
+    which tills missed, so its owner can lift their locks (``lift_desk_locks``)."""
     key = _wrong_key(user_id, store_id)
+    tills = _store_tills_key(store_id)
     pipe = redis.pipeline()  # MULTI; works on Redis 6 (no EXPIRE NX)
     pipe.set(key, 0, ex=WRONG_CODE_WINDOW, nx=True)
     pipe.incr(key)
-    _, count = pipe.execute()
+    pipe.sadd(tills, user_id)
+    pipe.expire(tills, WRONG_CODE_WINDOW)
+    _, count, _, _ = pipe.execute()
     return int(count)
+
+
+def locked_tills(redis, store_id: int) -> list[int]:
+    """Users whose desk at this store is locked by wrong codes right now."""
+    ids = sorted(int(u) for u in redis.smembers(_store_tills_key(store_id)))
+    return [u for u in ids if desk_throttled(redis, u, store_id)]
+
+
+def lift_desk_locks(redis, store_id: int) -> int:
+    """The owner lifts the wrong-code lock of every till at the store (their own too) and
+    resets the counts; returns how many tills were locked. Callers check the store is the
+    owner's (``merchants.services.get_store_for``)."""
+    tills = _store_tills_key(store_id)
+    locked = locked_tills(redis, store_id)
+    users = {int(u) for u in redis.smembers(tills)}
+    pipe = redis.pipeline()
+    for user_id in users:
+        pipe.delete(_wrong_key(user_id, store_id))
+    pipe.delete(tills)
+    pipe.execute()
+    return len(locked)

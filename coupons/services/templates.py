@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from core.bounds import MAX_DATE, MIN_DATE, in_date_range
 from core.errors import Invalid, NotFound
 from coupons.models import (
     ALL_WEEKDAYS,
@@ -28,6 +29,12 @@ STATUS_TRANSITIONS = {
 }
 # Terms a diner already holds; frozen once a coupon of the template is out.
 FROZEN_TERMS = ("kind", "value", "cap_fen", "min_spend_fen", "valid_from", "valid_until", "valid_days")
+# Bounds of a template's numbers (fen values are bounded by ``core.money``'s 1,000,000 yuan);
+# dates lie in ``core.bounds``' 2000-01-01..2099-12-31, so a coupon's end always exists.
+MAX_FEN = 100_000_000
+MAX_VALID_DAYS = 366
+MAX_STOCK = 1_000_000
+MAX_PER_DINER = 100
 
 
 class TemplateError(Invalid):
@@ -81,6 +88,10 @@ def validate_spec(spec: TemplateSpec) -> dict[str, str]:
         e["name"] = _l("券名称最多 64 个字")
     if spec.min_spend_fen is None or spec.min_spend_fen < 0:
         e["min_spend_fen"] = _l("最低消费不能为负")
+    elif spec.min_spend_fen > MAX_FEN:
+        e["min_spend_fen"] = _l("金额过大。")
+    if spec.cap_fen is not None and spec.cap_fen > MAX_FEN:
+        e["cap_fen"] = _l("金额过大。")
     if spec.kind == CouponKind.percent_off:
         if spec.value is None or not 1 <= spec.value <= 99:
             e["value"] = _l("折扣须在 1 到 99 之间（85 表示八五折）")
@@ -89,6 +100,8 @@ def validate_spec(spec: TemplateSpec) -> dict[str, str]:
     else:
         if spec.value is None or spec.value <= 0:
             e["value"] = _l("面额须大于 0")
+        elif spec.value > MAX_FEN:
+            e["value"] = _l("金额过大。")
         if spec.cap_fen is not None and spec.cap_fen <= 0:
             e["cap_fen"] = _l("最高优惠须大于 0")
     if spec.kind == CouponKind.amount_off and "value" not in e and "min_spend_fen" not in e:
@@ -99,11 +112,14 @@ def validate_spec(spec: TemplateSpec) -> dict[str, str]:
     if spec.valid_days is not None:
         if spec.valid_from or spec.valid_until:
             e["valid_days"] = _l("有效期请二选一：日期范围或领取后天数")
-        elif spec.valid_days <= 0 or spec.valid_days > 366:
+        elif spec.valid_days <= 0 or spec.valid_days > MAX_VALID_DAYS:
             e["valid_days"] = _l("领取后有效天数须在 1 到 366 之间")
     else:
         if not spec.valid_from or not spec.valid_until:
             e["valid_from"] = _l("请填写有效期的开始和结束日期，或领取后有效天数")
+        elif not in_date_range(spec.valid_from) or not in_date_range(spec.valid_until):
+            wrong = "valid_from" if not in_date_range(spec.valid_from) else "valid_until"
+            e[wrong] = _l("日期须在 %(low)s 到 %(high)s 之间", low=MIN_DATE.isoformat(), high=MAX_DATE.isoformat())
         elif spec.valid_until < spec.valid_from:
             e["valid_until"] = _l("结束日期不能早于开始日期")
     if not spec.weekdays_mask or not 1 <= spec.weekdays_mask <= ALL_WEEKDAYS:
@@ -114,8 +130,12 @@ def validate_spec(spec: TemplateSpec) -> dict[str, str]:
         e["hours_start"] = _l("可用时段的开始须早于结束（不支持跨夜）")
     if spec.total_stock is not None and spec.total_stock <= 0:
         e["total_stock"] = _l("库存须大于 0，不限库存请留空")
+    elif spec.total_stock is not None and spec.total_stock > MAX_STOCK:
+        e["total_stock"] = _l("库存须大于 0 且最多 %(n)d 张，不限库存请留空", n=MAX_STOCK)
     if spec.per_diner_limit is None or spec.per_diner_limit < 1:
         e["per_diner_limit"] = _l("每人限领至少 1 张")
+    elif spec.per_diner_limit > MAX_PER_DINER:
+        e["per_diner_limit"] = _l("每人限领 1 到 %(n)d 张", n=MAX_PER_DINER)
     return e
 
 

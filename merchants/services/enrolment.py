@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from accounts.models import Role, User
@@ -69,11 +69,25 @@ def add_store(session: Session, merchant: Merchant, data: StoreInput) -> Store:
 
 def update_store(session: Session, store: Store, data: StoreInput) -> Store:
     """Edit a store; a rejected store goes back to the review queue. Approved stores keep their
-    approval unless the business circle changes (a different manager must look at it)."""
+    approval unless the business circle changes (a different manager must look at it).
+
+    A new name or address of an approved store waits for review in ``pending_name`` /
+    ``pending_address``: the approved values stay in ``name``/``address`` (what diners and
+    posters see) until a reviewer approves the change (``review_store``)."""
     _check_store_input(session, data)
     moved = data.circle_id != store.circle_id
-    store.name = data.name.strip()
-    store.address = data.address.strip()
+    name, address = data.name.strip(), data.address.strip()
+    if store.status == ReviewStatus.approved and not moved:
+        store.pending_name = name if name != store.name else None
+        store.pending_address = address if address != store.address else None
+        if store.has_pending_change:
+            store.change_requested_at = utcnow()
+            store.change_reason = None
+        else:
+            store.change_requested_at = None
+    else:
+        store.name, store.address = name, address
+        store.pending_name = store.pending_address = store.change_requested_at = None
     store.circle_id = data.circle_id
     store.cuisines = [c for c in CUISINES if c in set(data.cuisines)]
     store.avg_spend_fen = data.avg_spend_fen
@@ -110,15 +124,27 @@ def enrol_merchant(
     return merchant
 
 
+def _awaits_review():
+    """Pending stores, and approved stores with a name/address change waiting."""
+    return or_(
+        Store.status == ReviewStatus.pending,
+        and_(
+            Store.status == ReviewStatus.approved,
+            or_(Store.pending_name.is_not(None), Store.pending_address.is_not(None)),
+        ),
+    )
+
+
 def review_queue(session: Session, reviewer: User) -> list[Store]:
-    """Pending stores the reviewer may decide on, oldest first."""
+    """Stores the reviewer may decide on, oldest first: new or edited-after-rejection stores,
+    and approved stores whose new name or address waits (``store.has_pending_change``)."""
     if reviewer.role not in (Role.admin, Role.manager):
         return []
     stmt = (
         stores_visible_to(session, reviewer)
-        .where(Store.status == ReviewStatus.pending)
+        .where(_awaits_review())
         .options(selectinload(Store.merchant), with_region_path(Store.circle))
-        .order_by(Store.created_at, Store.id)
+        .order_by(func.coalesce(Store.change_requested_at, Store.created_at), Store.id)
     )
     return list(session.scalars(stmt))
 
@@ -136,17 +162,29 @@ def recent_reviews(session: Session, reviewer: User, limit: int = 20) -> list[St
 
 
 def review_store(session: Session, reviewer: User, store_id: int, *, approve: bool, reason: str = "") -> Store:
-    """Approve or reject a pending store; a rejection must say why (the owner reads it)."""
+    """Approve or reject a pending store, or an approved store's pending name/address change;
+    a rejection must say why (the owner reads it). A rejected change leaves the store
+    approved under its approved name and address."""
     if reviewer.role not in (Role.admin, Role.manager):
         raise NotFound()
     store = get_store_for(session, reviewer, store_id)
-    if store.status != ReviewStatus.pending:
+    change = store.status == ReviewStatus.approved and store.has_pending_change
+    if store.status != ReviewStatus.pending and not change:
         raise ServiceError(_l("该门店已审核过。"))
     reason = (reason or "").strip()
     if not approve and not reason:
         raise ServiceError(_l("驳回时请填写原因。"), "reason")
     if len(reason) > 500:
         raise ServiceError(_l("原因最多 500 字。"), "reason")
+    if change:
+        if approve:
+            store.name = store.pending_name if store.pending_name is not None else store.name
+            store.address = store.pending_address if store.pending_address is not None else store.address
+        store.change_reason = None if approve else reason
+        store.pending_name = store.pending_address = store.change_requested_at = None
+        store.reviewed_at = utcnow()
+        session.flush()
+        return store
     store.status = ReviewStatus.approved if approve else ReviewStatus.rejected
     store.review_reason = reason or None
     store.reviewed_at = utcnow()

@@ -20,9 +20,18 @@ def _minutes(hour: str, minute: str) -> int:
     return h * 60 + m
 
 
+# A range may run past midnight ("11:00-02:00", a hotpot's late night) when it closes by this
+# hour: later than that, "14:00-11:00" is far more likely a slip than a 21-hour day.
+LATEST_CLOSE_PAST_MIDNIGHT = 6 * 60
+DAY = 24 * 60
+
+
 def parse_hour_ranges(text: str) -> list[list[str]]:
     """"11:00-14:00,17:00-21:30" → [["11:00","14:00"],["17:00","21:30"]] (sorted, no
-    overlaps, each start before its end; "24:00" closes at midnight)."""
+    overlaps, each start before its end; "24:00" closes at midnight). A range that closes
+    the next morning by 06:00 runs past midnight: "11:00-02:00" stays ["11:00","02:00"]
+    (``is_open`` gives its early hours to the day it started), and "22:00-00:00" is
+    stored as ["22:00","24:00"]."""
     spans: list[tuple[int, int]] = []
     for part in re.split(r"[,，;；\s]+", (text or "").strip()):
         if not part:
@@ -34,14 +43,35 @@ def parse_hour_ranges(text: str) -> list[list[str]]:
             start, end = _minutes(*match.group(1, 2)), _minutes(*match.group(3, 4))
         except ValueError:
             raise ServiceError(_l("营业时间格式应为 11:00-14:00,17:00-21:30。"), "hours") from None
+        if end == 0 and start > 0:
+            end = DAY  # "22:00-00:00" closes at midnight
         if start >= end:
-            raise ServiceError(_l("营业时间的开始须早于结束（跨午夜请拆成两段）。"), "hours")
+            if start == end or end > LATEST_CLOSE_PAST_MIDNIGHT or start >= DAY:
+                raise ServiceError(
+                    _l("营业时间的开始须早于结束（跨午夜营业须在次日 06:00 前结束，如 11:00-02:00）。"), "hours"
+                )
+            end += DAY  # closes the next morning
         spans.append((start, end))
     spans.sort()
     for (_, end), (start, _) in zip(spans, spans[1:]):
         if start < end:
             raise ServiceError(_l("营业时间段不能重叠。"), "hours")
-    return [[hhmm(s), hhmm(e)] for s, e in spans]
+    return [[hhmm(s), hhmm(e - DAY if e > DAY else e)] for s, e in spans]
+
+
+def _late_close(ranges: list[list[str]]) -> int:
+    """Minutes after midnight that a day's last range runs into the next day (0 if none)."""
+    late = 0
+    for start, end in ranges:
+        s, e = _hm_minutes(start), _hm_minutes(end)
+        if e < s:
+            late = max(late, e)
+    return late
+
+
+def _hm_minutes(text: str) -> int:
+    h, m = text.split(":")
+    return int(h) * 60 + int(m)
 
 
 def build_opening_hours(groups: list[tuple[list[str], str]]) -> dict[str, list[list[str]]]:
@@ -63,6 +93,10 @@ def build_opening_hours(groups: list[tuple[list[str], str]]) -> dict[str, list[l
             if day in hours:
                 raise ServiceError(_l("同一天只能出现在一组营业时间里。"), "hours")
             hours[day] = ranges
+    for i, day in enumerate(WEEKDAYS):
+        late, following = _late_close(hours.get(day, [])), hours.get(WEEKDAYS[(i + 1) % 7], [])
+        if late and following and _hm_minutes(following[0][0]) < late:
+            raise ServiceError(_l("营业时间段不能重叠（前一天跨午夜的营业与当天的重叠）。"), "hours")
     return {d: hours[d] for d in WEEKDAYS if d in hours}
 
 

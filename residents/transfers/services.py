@@ -14,7 +14,7 @@ from accounts.models import Role, User
 from core.db import utcnow
 from core.errors import Invalid, NotFound
 from merchants.models import Member, Store, StoreMember
-from merchants.services import stores_visible_to
+from merchants.services import member_merchant_ids, stores_visible_to
 from residents.models import (
     ContactRelationship,
     MemberTransfer,
@@ -162,9 +162,13 @@ def check_request(
         raise TransferError(
             _l("请选择接替的同事：须在本商户的门店接待顾客、已开通客户联系且不在交接中。"), "takeover"
         )
+    # One running handover per member *and merchant*: another merchant's handover of the same
+    # member neither blocks this one nor shows through this message.
     running = session.scalar(
         select(MemberTransfer.id).where(
-            MemberTransfer.from_member_id == member.id, MemberTransfer.status == TransferStatus.running
+            MemberTransfer.from_member_id == member.id,
+            MemberTransfer.merchant_id == store.merchant_id,
+            MemberTransfer.status == TransferStatus.running,
         )
     )
     if running is not None:
@@ -191,22 +195,31 @@ def start_transfer(
 ) -> Started:
     """Create the transfer and its items (not sent yet: ``enqueue_send`` after commit).
 
-    ``store`` is the tenant anchor (already checked visible to ``user``); customers at the
-    merchant's stores move, and customers WeCom lists for the member that we have never
-    attributed to a store. A member's customers at another merchant's stores stay put.
+    ``store`` is the tenant anchor (already checked visible to ``user``). What moves:
+
+    * the member's open relationships at the merchant's stores;
+    * customers WeCom lists for the member whom we know at the merchant's stores (a
+      relationship there, open or closed);
+    * only when the member works for this merchant alone (granted to, and serving, no other
+      merchant): their customers at no store and those only WeCom knows — nobody else's.
+
+    A member's customers at another merchant's stores stay put, and a member shared with
+    another merchant hands over only this merchant's customers.
     """
     checked = check_request(
         session, store=store, member=member, takeover_id=takeover_id, kind=kind, success_msg=success_msg
     )
     kind, takeover, success_msg = checked.kind, checked.takeover, checked.success_msg
     merchant_stores = _merchant_store_ids(store.merchant_id)
+    exclusive = member_merchant_ids(session, member.id) <= {store.merchant_id}
+    at_merchant = ContactRelationship.store_id.in_(merchant_stores)
     rels = session.execute(
         select(Resident.id, Resident.external_userid)
         .join(ContactRelationship, ContactRelationship.resident_id == Resident.id)
         .where(
             ContactRelationship.member_id == member.id,
             ContactRelationship.status == RelationshipStatus.open,
-            or_(ContactRelationship.store_id.is_(None), ContactRelationship.store_id.in_(merchant_stores)),
+            or_(ContactRelationship.store_id.is_(None), at_merchant) if exclusive else at_merchant,
             Resident.erased_at.is_(None),
         )
         .order_by(ContactRelationship.added_at, ContactRelationship.id)
@@ -229,6 +242,18 @@ def start_transfer(
                 )
             )
         )
+        # ... and those we once knew at this merchant's stores (WeCom still lists them)
+        here = set(
+            session.scalars(
+                select(Resident.external_userid)
+                .join(ContactRelationship, ContactRelationship.resident_id == Resident.id)
+                .where(
+                    ContactRelationship.member_id == member.id,
+                    at_merchant,
+                    Resident.external_userid.in_(extras),
+                )
+            )
+        )
         known = dict(
             session.execute(
                 select(Resident.external_userid, Resident.id).where(
@@ -237,7 +262,7 @@ def start_transfer(
             ).all()
         )
         for ext in extras:
-            if ext not in elsewhere:
+            if ext in here or (exclusive and ext not in elsewhere):
                 items[ext] = known.get(ext)
 
     transfer = MemberTransfer(

@@ -22,6 +22,7 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from accounts import require_role
 from accounts.models import Role
+from core.bounds import parse_id
 from core.db import db
 from core.localtime import local_time
 from core.signals import store_staff_changed
@@ -78,7 +79,7 @@ def _labels() -> dict:
 @require_role(*STAFF)
 def index():
     store = None
-    store_id = request.args.get("store_id", type=int)
+    store_id = request.args.get("store_id", type=parse_id)  # out of range: no store filter
     if store_id is not None:
         store = get_store_for(db.session, current_user, store_id)
     return render_template(

@@ -101,6 +101,8 @@ def live_stack(tmp_path_factory, redis_url):
         database_url,
         _redis_db(redis_url, BROWSER_REDIS_DB),
         WECOM_API_BASE=f"{sim_server.url}/cgi-bin/",
+        WECHAT_OA_API_BASE=f"{sim_server.url}/",  # diner pages past a coupon link sign in via OAuth
+        WECHAT_OA_AUTHORIZE_URL=f"{sim_server.url}/connect/oauth2/authorize",
         PUBLIC_BASE_URL=app_server.url,
         PASSWORD_HASH_METHOD="scrypt:1024:8:1",  # cheap hashes: sign-ups and logins stay quick
     )

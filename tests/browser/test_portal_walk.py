@@ -14,9 +14,9 @@ from sqlalchemy import select
 from core.db import db
 from coupons.models import Redemption
 from coupons.services import format_code, issue_coupon
-from marketplace.demo import DEMO_CIRCLE, DEMO_DISTRICT, DEMO_MANAGER, DEMO_PASSWORD
+from marketplace.demo import DEMO_ADMIN, DEMO_CIRCLE, DEMO_DISTRICT, DEMO_MANAGER, DEMO_PASSWORD
 from merchants import posters
-from merchants.models import Channel, ReviewStatus, Store
+from merchants.models import Channel, Member, ReviewStatus, Store
 from tests.support.browser import unique
 from tests.support.merchants import credit_code
 
@@ -50,11 +50,14 @@ def assert_store_name_rendered(poster: Image.Image, store_name: str) -> None:
     own size and place, and none of its characters is the font's .notdef box (tofu)."""
     width, height = poster.size
     u = width / 100
-    band_h = int(height * 0.2)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines, font = posters._name_lines(draw, store_name, width - 2 * int(6 * u), u)
+    assert lines == [store_name]  # a short name stays on one line
+    line_h, cuisine_h = int(font.size * 1.3), int(u) + int(posters.load_font(int(4.2 * u)).size * 1.3)
+    band_h = max(int(height * 0.2), line_h + cuisine_h + int(6 * u))  # the walk's store has a cuisine
+    top = (band_h - line_h - cuisine_h) // 2
     reference = Image.new("RGB", (width, band_h), posters.BRAND)
     draw = ImageDraw.Draw(reference)
-    font = posters._fit_font(draw, store_name, width - 2 * int(6 * u), int(9 * u), int(4 * u), bold=True)
-    top = int(band_h * 0.22)
     posters._center(draw, top, store_name, font, posters.PAPER, width)
     name_line = (0, 0, width, top + int(font.size * 1.3))
     crop = poster.convert("RGB").crop(name_line)
@@ -117,6 +120,18 @@ def test_new_restaurant_goes_live_and_redeems_a_coupon(stack, new_page, login, a
     expect(flash(manager)).to_contain_text(f"已通过：{store_name}")
     expect(manager.locator(f"#store-{store_id}")).to_have_count(0)
     assert read(select(Store.status).where(Store.id == store_id)) == ReviewStatus.approved
+
+    # 3b. The operator grants the merchant its WeCom members (members belong to merchants).
+    admin = new_page()
+    login(admin, DEMO_ADMIN, DEMO_PASSWORD)
+    admin.goto("/admin/members")
+    merchant_id = read(select(Store.merchant_id).where(Store.id == store_id))
+    for userid in ("zhangwei", "lina"):
+        member_id = read(select(Member.id).where(Member.userid == userid))
+        admin.locator("#merchant_id").select_option(str(merchant_id))
+        admin.locator("#member_id").select_option(str(member_id))
+        admin.locator("form.card button[type=submit]").click()
+        expect(flash(admin)).to_contain_text("授权给")
 
     # 4. The owner names the WeCom members who serve the store (read live from the simulator).
     owner.goto(f"/portal/stores/{store_id}")

@@ -186,7 +186,7 @@ def make_owner(session, store) -> "User":
 
 def sign_in(client, user) -> None:
     with client.session_transaction() as sess:
-        sess["_user_id"] = str(user.id)
+        sess["_user_id"] = user.get_id()  # Flask-Login's id: "id:session_version"
         sess["_fresh"] = True
 
 

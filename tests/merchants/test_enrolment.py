@@ -10,6 +10,7 @@ from sqlalchemy import select
 from accounts.models import Role, User
 from core.db import db
 from core.localtime import LOCAL_TZ
+from core.txn import transaction
 from core.signals import store_staff_changed
 from merchants import services
 from merchants.forms import CUISINE_LABELS
@@ -366,10 +367,15 @@ def live_client(backend, database_urls, redis_url, tmp_path, simulator):
 def test_owner_picks_serving_members_from_wecom(live_client):
     client = live_client
     ids = make_regions()
-    _, _, store_id = make_merchant("laowang", ids["徐家汇"])
+    _, merchant_id, store_id = make_merchant("laowang", ids["徐家汇"])
     login(client, "laowang")
     url = f"/portal/stores/{store_id}/staff"
+    assert "张伟" not in client.get(url).get_data(as_text=True)  # synced, but nobody granted yet
+    with transaction(db.session):  # the operator grants laowang's staff (everyone but wangfang)
+        for m in db.session.scalars(select(Member).where(Member.userid != "wangfang")):
+            services.grant_member(db.session, merchant_id, m.id)
     page = client.get(url).get_data(as_text=True)
+    assert "wangfang" not in page  # a member not granted to this merchant is not offered
     assert "张伟" in page and "赵磊" in page and "未开通客户联系" in page
     members = {m.userid: m for m in db.session.scalars(select(Member))}
     assert members["zhangwei"].can_hold_customers and not members["zhaolei"].can_hold_customers
@@ -391,6 +397,8 @@ def test_owner_picks_serving_members_from_wecom(live_client):
     assert resp.status_code == 400 and "未开通“客户联系”功能" in resp.get_data(as_text=True)
     resp = post_form(client, url, {"member": ["lina"], "backup-lina": "1"})
     assert resp.status_code == 400 and "至少需要一位非备用成员" in resp.get_data(as_text=True)
+    resp = post_form(client, url, {"member": ["wangfang"]})  # in the corp, not granted here
+    assert resp.status_code == 400 and "未授权给本商户" in resp.get_data(as_text=True)
     resp = post_form(client, url, {"member": ["ghost"]})
     assert resp.status_code == 400 and "不在企业微信通讯录中" in resp.get_data(as_text=True)
     resp = post_form(client, url, {"member": ["zhangwei"], "cap-zhangwei": "lots"})

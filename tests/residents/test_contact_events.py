@@ -8,6 +8,7 @@ import hashlib
 import secrets
 import threading
 import time
+from datetime import date
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,18 +16,29 @@ from sqlalchemy import func, select
 
 from core.db import db, utcnow
 from core.extensions import QUEUE_HIGH, enqueue
-from core.inbox.jobs import accept_callback, process_event
+from core.inbox.jobs import accept_callback, process_event, retry_failed
 from core.inbox.models import WeComEvent
+from core.inbox.services import list_events
 from core.txn import transaction
 from core.wecom import get_wecom
-from coupons.models import Coupon, CouponStatus
+from coupons.models import Coupon, CouponStatus, CouponTemplate
 from marketplace import welcome
 from merchants.models import ChannelAdd
 from merchants.services import channel_counts
 from residents import services, taste
-from residents.models import ContactRelationship, RelationshipStatus, Resident, TasteSignal
+from residents.models import (
+    ContactRelationship,
+    RelationshipStatus,
+    Resident,
+    TasteSignal,
+)
 from residents.tokens import load_token
-from tests.support.residents import make_member, resident_with_contact, template_issued, welcome_store
+from tests.support.residents import (
+    make_member,
+    resident_with_contact,
+    template_issued,
+    welcome_store,
+)
 from wecom.crypto import WeComCrypto
 from wecom.defaults import DEMO_AGENT_ID
 from wecom.events import registry
@@ -431,3 +443,55 @@ def test_pushable_excludes_opted_out_and_erased_residents(stack):
 def test_deletes_for_unknown_contacts_are_harmless(stack, signal_log, payload):
     registry.dispatch({"Event": "change_external_contact", **payload})
     assert signal_log.of("contact_closed") == []
+
+
+# --- a bad welcome coupon never costs the diner the welcome -------------------------------
+
+
+def test_a_template_stored_with_an_absurd_date_still_sends_the_welcome(stack, signal_log):
+    ws = welcome_store(get_wecom(), ["liuyang"], cuisines=["bbq"], welcome_text="烧烤欢迎你",
+                       valid_days=None, valid_from=date(2025, 1, 1), valid_until=date(2025, 12, 31))
+    with transaction(db.session) as session:  # written before the bounds existed
+        session.get(CouponTemplate, ws.template_id).valid_until = date(9999, 12, 31)
+    missed, coupon_missed = welcome.missed_count(), welcome.coupon_missed_count()
+
+    external_userid = scan(stack, "kaikai", ws)["external_userid"]
+    (row,) = processed(stack, ADD, external_userid)
+    messages = wait_for(stack, lambda: welcomes(stack, "kaikai"))
+
+    assert row.error is None
+    assert texts(messages) == ["烧烤欢迎你"] and links(messages) == []
+    resident = resident_of(external_userid)
+    assert coupons(resident.id) == [] and template_issued(ws.template_id) == 0
+    assert [r.status for r in relationships(resident.id)] == [RelationshipStatus.open]
+    assert welcome.coupon_missed_count() == coupon_missed + 1
+    assert welcome.missed_count() == missed  # the code itself was used
+    assert len(signal_log.of("contact_added", resident_id=resident.id)) == 1
+
+
+def test_a_failed_add_still_welcomes_and_a_retry_finishes_it(stack, signal_log, monkeypatch):
+    ws = welcome_store(get_wecom(), ["chenjing"], cuisines=["dessert"], welcome_text="甜品店欢迎你")
+    coupon_missed = welcome.coupon_missed_count()
+
+    def broken(*args, **kwargs):
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(welcome.residents, "contact_added", broken)
+    external_userid = scan(stack, "beibei", ws)["external_userid"]
+    (row,) = wait_for(stack, lambda: [r for r in event_rows(ADD, external_userid) if r.status == "failed"])
+    assert "OverflowError" in row.error
+    assert texts(welcomes(stack, "beibei")) == ["甜品店欢迎你"]  # the text went out anyway
+    assert welcome.coupon_missed_count() == coupon_missed + 1
+    assert [r.id for r in list_events(db.session)][:1] == [row.id]  # listed for the operator
+    db.session.remove()
+
+    monkeypatch.undo()
+    assert retry_failed([row.id], now=True) == {row.id: "handled by 1"}
+    (done,) = event_rows(ADD, external_userid)
+    assert done.status == "done" and done.error is None
+    resident = resident_of(external_userid)
+    (coupon,) = coupons(resident.id)  # in the diner's coupon list
+    assert coupon.template_id == ws.template_id
+    messages = welcomes(stack, "beibei")
+    assert (len(texts(messages)), len(links(messages))) == (1, 0)  # the code was used once
+    assert len(signal_log.of("contact_added", resident_id=resident.id)) == 1

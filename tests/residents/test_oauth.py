@@ -10,6 +10,8 @@ import pytest
 
 from core.db import db
 from core.txn import transaction
+from coupons.services import issue_coupon
+from residents.tokens import coupon_url
 from tests.support.coupons import make_shop, make_template
 from tests.support.residents import make_circle, make_resident
 from wecom.defaults import DEMO_OA_APPID, DEMO_OA_SECRET
@@ -216,3 +218,32 @@ def test_unknown_wechat_user_sees_the_scan_first_page(stack):
     browser.close()
     assert resp.status_code == 200 and 'data-testid="unknown-diner"' in resp.text
     assert "/m/oauth/callback" in str(resp.url)
+
+
+def test_a_forwarded_welcome_card_opens_the_coupon_and_nothing_else(stack):
+    """Issue item 7: the card's link shows its coupon to whoever taps it; the rest of /m/ is
+    theirs only after WeChat says who they are."""
+    with transaction(db.session) as session:
+        holder = make_resident(session, unionid=unionid_of(stack, "xiaoyu"))
+        friend = make_resident(session, unionid=unionid_of(stack, "beibei"))
+        shop = make_shop(session, make_circle(session), name="转发小馆")
+    template = make_template(shop, valid_from=None, valid_until=None, valid_days=7, total_stock=None,
+                             per_diner_limit=3)
+    with transaction(db.session) as session:
+        gift = issue_coupon(session, template.id, f"r:{holder.id}", resident_id=holder.id)
+        kept = issue_coupon(session, template.id, f"r:{holder.id}", resident_id=holder.id)
+        own = issue_coupon(session, template.id, f"r:{friend.id}", resident_id=friend.id)
+    link = coupon_url(gift.short_code, holder.id)
+
+    browser, resp = open_in_wechat(stack, "beibei", link)  # the friend taps the forwarded card
+    try:
+        assert resp.status_code == 200 and str(resp.url) == f"{stack.app_url}/m/c/{gift.short_code}"
+        assert 'data-testid="coupon-qr"' in resp.text
+        assert not any("/connect/oauth2/authorize" in str(r.url) for r in resp.history)  # no sign-in
+        home = browser.get(f"{stack.app_url}/m/")  # the list: WeChat says this is beibei
+        assert any("/connect/oauth2/authorize" in str(r.url) for r in home.history)
+        assert own.short_code in home.text
+        assert gift.short_code not in home.text and kept.short_code not in home.text
+        assert browser.get(f"{stack.app_url}/m/c/{kept.short_code}").status_code == 404
+    finally:
+        browser.close()

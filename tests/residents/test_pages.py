@@ -19,7 +19,7 @@ from merchants.models import ReviewStatus, Store
 from residents import identity, preferences
 from residents.models import Resident, SignalSource, TasteSignal
 from residents.taste import record_signal
-from residents.tokens import SALT, make_token
+from residents.tokens import SALT, coupon_url, make_link_token, make_sign_in_token, make_token
 from tests.support.coupons import make_shop, make_template, tx
 from tests.support.merchants import FreshContextClient
 from tests.support.residents import make_circle, make_resident
@@ -56,7 +56,7 @@ def issue(template_id: int, resident: Resident, now: datetime | None = None) -> 
 
 
 def sign_in(client, resident: Resident, path: str = "/m/") -> None:
-    """Open a personal link, as from a welcome card."""
+    """Open a single-use sign-in link (a welcome card's coupon link is no session any more)."""
     resp = client.get(f"{path}?t={make_token(resident.id)}")
     assert resp.status_code == 302 and resp.headers["Location"] == path
 
@@ -88,14 +88,15 @@ def is_wechat_authorize(location: str, app) -> dict:
 # ---------------------------------------------------------------- identity
 
 
-def test_personal_link_signs_in_and_drops_the_token(app, client, template):
+def test_personal_link_opens_its_coupon_and_drops_the_token(app, client, template):
     diner = new_resident()
     coupon = issue(template.id, diner)
     url = f"/m/c/{coupon.short_code}"
-    resp = client.get(f"{url}?t={make_token(diner.id)}&lang=zh_CN")
+    resp = client.get(f"{url}?t={make_link_token(diner.id, coupon.short_code)}&lang=zh_CN")
     assert resp.status_code == 302
     assert resp.headers["Location"] == f"{url}?lang=zh_CN"  # other arguments survive, the token doesn't
-    assert resident_in_session(client) == diner.id
+    # behaviour change (issue item 7): the link opens its coupon, it signs nobody in
+    assert resident_in_session(client) is None
     page = client.get(url)
     html = page.get_data(as_text=True)
     assert page.status_code == 200
@@ -104,6 +105,83 @@ def test_personal_link_signs_in_and_drops_the_token(app, client, template):
     assert 'data-status="valid"' in html and "未使用" in html
     assert "川味小馆" in html and "幸福路 1 号" in html  # store name and address
     assert "满100减20" in html
+    assert client.get(f"{url}/status").json["status"] == "valid"  # the page's poll works too
+
+
+def test_a_coupon_link_opens_that_coupon_only(app, client, template):
+    """Issue item 7: a forwarded welcome card shows the coupon, not the diner's other pages."""
+    diner = new_resident()
+    coupon, other = issue(template.id, diner), issue(template.id, diner)
+    with app.test_request_context():
+        link = coupon_url(coupon.short_code, diner.id)
+    parts = urlsplit(link)
+    resp = client.get(f"{parts.path}?{parts.query}")  # the forwardee taps the card
+    assert resp.status_code == 302 and resp.headers["Location"] == parts.path
+    assert client.get(parts.path).status_code == 200
+    assert resident_in_session(client) is None
+    for path in ("/m/", "/m/taste", "/m/quiet", "/m/?tab=used", f"/m/c/{other.short_code}"):
+        page = client.get(path)  # everything else needs WeChat OAuth
+        assert page.status_code == 302, path
+        is_wechat_authorize(page.headers["Location"], app)
+    assert client.get(f"/m/c/{other.short_code}/status").status_code == 401
+    coupon_page = client.get(parts.path).get_data(as_text=True)
+    assert 'data-testid="tabbar"' not in coupon_page and 'data-testid="all-my-coupons"' in coupon_page
+    # the link opened anywhere but its coupon's page does nothing
+    token = parse_qs(parts.query)["t"][0]
+    assert client.get(f"/m/?t={token}").headers["Location"] == "/m/"
+    assert client.get(f"/m/c/{other.short_code}?t={token}").status_code == 302
+    assert client.get(f"/m/c/{other.short_code}").status_code == 302  # still off to WeChat
+    assert resident_in_session(client) is None
+
+
+def test_a_link_made_before_links_named_their_coupon_still_opens_it(app, client, template):
+    diner, someone = new_resident(), new_resident()
+    mine, theirs = issue(template.id, diner), issue(template.id, someone)
+    legacy = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=SALT).dumps({"r": diner.id})
+    client.get(f"/m/c/{mine.short_code}?t={legacy}")
+    assert client.get(f"/m/c/{mine.short_code}").status_code == 200
+    assert resident_in_session(client) is None and client.get("/m/").status_code == 302
+    client.get(f"/m/c/{theirs.short_code}?t={legacy}")  # not the diner's coupon: nothing
+    assert client.get(f"/m/c/{theirs.short_code}").status_code == 302
+
+
+def test_sign_in_tokens_work_once(app, client, template):
+    """The single-use exchange: the only way into /m/ besides WeChat OAuth."""
+    diner = new_resident()
+    token = make_sign_in_token(diner.id)
+    assert client.get(f"/m/?t={token}").status_code == 302
+    assert resident_in_session(client) == diner.id
+    assert client.get("/m/").status_code == 200
+
+    thief = app.test_client()
+    assert thief.get(f"/m/?t={token}").headers["Location"] == "/m/"  # spent
+    assert thief.get("/m/").status_code == 302
+    with thief.session_transaction() as sess:
+        assert identity.SESSION_KEY not in sess
+
+    class TenMinutesOld(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 11 * 60
+
+    stale = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=SALT, signer=TenMinutesOld).dumps(
+        {"r": diner.id, "n": "feedc0de"})
+    fresh = app.test_client()
+    fresh.get(f"/m/?t={stale}")
+    with fresh.session_transaction() as sess:
+        assert identity.SESSION_KEY not in sess
+    assert make_token is make_sign_in_token
+
+
+def test_forwarded_link_does_not_override_the_signed_in_diner(app, client, template):
+    me, friend = new_resident(), new_resident()
+    gift = issue(template.id, friend)
+    mine = issue(template.id, me)
+    sign_in(client, me)
+    client.get(f"/m/c/{gift.short_code}?t={make_link_token(friend.id, gift.short_code)}")
+    assert client.get(f"/m/c/{gift.short_code}").status_code == 200  # the friend's coupon, by its link
+    assert resident_in_session(client) == me.id
+    listing = client.get("/m/").get_data(as_text=True)
+    assert mine.short_code in listing and gift.short_code not in listing
 
 
 def test_forged_and_expired_tokens_are_rejected(app, client, template):

@@ -16,6 +16,7 @@ from marketplace.all_models import metadata
 from marketplace.cli import main
 from merchants.models import Channel, ChannelAdd, Member, Region, RegionLevel
 from merchants.services import make_state
+from residents import tokens
 from residents.models import (
     ContactRelationship,
     CorpTag,
@@ -144,6 +145,38 @@ def test_erase_forgets_the_person_and_keeps_the_accounts(runner, diner):
     for secret in (EXT, UNIONID, "王小明", "https://wx.example/a.png"):
         assert secret not in export
     assert json.loads(export)["resident"]["erased_at"]
+
+
+def test_erase_revokes_the_diners_links_and_sessions(app, runner, diner):
+    """Issue item 7: a forwarded welcome card, an open session and an unspent sign-in all stop
+    working once the diner is erased."""
+    with tx():
+        held = [db.session.get(Coupon, i) for i in diner.coupon_ids]
+        codes = [c.short_code for c in held if c.resident_id == diner.resident_id]  # the pages' coupons
+    assert codes
+    with app.test_request_context():
+        links = [tokens.make_link_token(diner.resident_id, code) for code in codes]
+        spare_sign_in = tokens.make_sign_in_token(diner.resident_id)
+        first_sign_in = tokens.make_sign_in_token(diner.resident_id)
+    forwardee, own_phone = app.test_client(), app.test_client()
+    for code, link in zip(codes, links):
+        forwardee.get(f"/m/c/{code}?t={link}")
+        assert forwardee.get(f"/m/c/{code}").status_code == 200
+    own_phone.get(f"/m/?t={first_sign_in}")
+    assert own_phone.get("/m/").status_code == 200
+
+    assert run(runner, "resident", "erase", EXT, "--yes").exit_code == 0
+    db.session.remove()
+
+    for code, link in zip(codes, links):
+        assert forwardee.get(f"/m/c/{code}").status_code == 302  # no longer shown: off to WeChat
+        assert forwardee.get(f"/m/c/{code}/status").status_code == 401
+        forwardee.get(f"/m/c/{code}?t={link}")  # opened afresh
+        assert forwardee.get(f"/m/c/{code}").status_code == 302
+    assert own_phone.get("/m/").status_code == 302
+    latecomer = app.test_client()
+    latecomer.get(f"/m/?t={spare_sign_in}")
+    assert latecomer.get("/m/").status_code == 302
 
 
 def test_erase_twice_changes_nothing(runner, diner):

@@ -191,7 +191,14 @@ def test_start_collects_the_merchants_customers_in_batches_and_marks_the_member_
     add_customers(m["a1"], t["mine"], people[:120])
     add_customers(m["a1"], second_id, people[120:])
     add_customers(m["a1"], t["theirs"], [("wm_theirs_1", "别家的顾客")])
-    # WeCom lists one more (never seen by us) and the other merchant's customer
+    # a1 also serves theirs, so only customers known at my stores move: WeCom still lists
+    # one whose relationship at my second store we closed (a lost event)
+    [lost] = add_customers(m["a1"], second_id, [("wm_only_in_wecom", "失联顾客")])
+    with transaction(db.session):
+        db.session.scalar(select(ContactRelationship).where(ContactRelationship.resident_id == lost)).status = (
+            RelationshipStatus.closed
+        )
+    # WeCom lists that one and the other merchant's customer
     transfer_id = start("mine_owner", t["mine"], m["a1"], m["a2"], kind=TransferKind.resigned,
                         wecom_customers=["wm_only_in_wecom", "wm_theirs_1", people[0][0]])
     transfer = db.session.get(MemberTransfer, transfer_id)

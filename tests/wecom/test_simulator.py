@@ -525,3 +525,31 @@ def test_pages_render(api):
     assert api.external("ningning") in api.get("externalcontact/list", userid="zhangwei")["external_userid"]
     html = api.client.get("/sim/admin/callbacks", headers={"Accept": "text/html"}).get_data(as_text=True)
     assert "add_external_contact" in html
+
+
+# ---------------------------------------------------------------- the phone for new users (issue 10)
+
+
+def test_phone_tiles_name_the_store_and_the_flash_names_the_member(api):
+    api.ok("externalcontact/add_contact_way",
+           {"type": 1, "scene": 2, "user": ["zhangwei"], "state": "s1-c2", "remark": "渝见老火锅·门口海报"})
+    page = api.client.get("/phone/xiaomei").get_data(as_text=True)
+    assert '<span class="tile-name">渝见老火锅·门口海报</span>' in page
+    config_id = api.ok("externalcontact/list_contact_way", {})["contact_way"][0]["config_id"]
+    response = api.client.post("/phone/xiaomei/scan", data={"code": config_id}, follow_redirects=True)
+    members = {m["userid"]: m["name"] for m in api.admin("members", method="GET")["members"]}
+    text = response.get_data(as_text=True)
+    assert f"已添加 {members['zhangwei']} 为好友" in text and "已添加 zhangwei" not in text
+
+
+def test_phone_chat_updates_without_a_reload(api, clock):
+    config_id = api.contact_way()["config_id"]
+    code = api.admin("scan", {"wechat_user": "xiaomei", "config_id": config_id})["welcome_code"]
+    page = api.client.get("/phone/xiaomei").get_data(as_text=True)
+    assert 'data-src="/phone/xiaomei/live"' in page and "setInterval(tick" in page  # the page polls
+    before = api.client.get("/phone/xiaomei/live")
+    assert before.status_code == 200 and "欢迎光临渝见" not in before.get_data(as_text=True)
+    api.ok("externalcontact/send_welcome_msg", {"welcome_code": code, "text": {"content": "欢迎光临渝见"}})
+    after = api.client.get("/phone/xiaomei/live").get_data(as_text=True)
+    assert "欢迎光临渝见" in after and 'data-key="m-zhangwei"' in after
+    assert api.client.get("/phone/nobody/live").status_code == 404

@@ -71,30 +71,45 @@ def phone_list():
     return render_template("sim/phone_list.html", users=users)
 
 
+def _phone_context(session, sim, user: WechatUser) -> dict:
+    """What the phone shows below the scanner: handover notices, chats, groups."""
+    follows = session.scalars(select(Follow).where(Follow.external_userid == user.external_userid,
+                                                   Follow.status == "active")).all()
+    members = {m.userid: m for m in session.scalars(select(Member))}
+    chats: dict[str, list[dict]] = {}
+    for message in messaging.inbox(session, user.id):
+        key = message["chat_id"] or message["from"]
+        chats.setdefault(key, []).append(message)
+    my_groups = groups.groups_of(session, user.external_userid)
+    other_groups = [g for g in session.scalars(select(GroupChat)) if g not in my_groups]
+    pending = session.scalars(select(Transfer).where(Transfer.external_userid == user.external_userid,
+                                                     Transfer.status == 2, Transfer.kind == "onjob")).all()
+    return dict(user=user, follows=follows, members=members, chats=chats, my_groups=my_groups,
+                other_groups=other_groups, pending=pending,
+                group_names={g.chat_id: g.name for g in [*my_groups, *other_groups]},
+                avatar=lambda kind, key: services.avatar_url(sim, kind, key))
+
+
 @bp.get("/phone/<wechat_user>")
 def phone(wechat_user: str):
     sim = _sim()
     with sim.reading() as session:
         user = session.get(WechatUser, wechat_user) or abort(404)
-        follows = session.scalars(select(Follow).where(Follow.external_userid == user.external_userid,
-                                                       Follow.status == "active")).all()
-        members = {m.userid: m for m in session.scalars(select(Member))}
-        messages = messaging.inbox(session, wechat_user)
-        chats: dict[str, list[dict]] = {}
-        for message in messages:
-            key = message["chat_id"] or message["from"]
-            chats.setdefault(key, []).append(message)
-        my_groups = groups.groups_of(session, user.external_userid)
-        other_groups = [g for g in session.scalars(select(GroupChat)) if g not in my_groups]
         ways = session.scalars(select(ContactWay).where(ContactWay.scene == 2).order_by(ContactWay.created_at.desc())
                                .limit(30)).all()
-        pending = session.scalars(select(Transfer).where(Transfer.external_userid == user.external_userid,
-                                                         Transfer.status == 2, Transfer.kind == "onjob")).all()
-        return render_template("sim/phone.html", user=user, follows=follows, members=members, chats=chats,
-                               my_groups=my_groups, other_groups=other_groups, ways=ways, pending=pending,
-                               group_names={g.chat_id: g.name for g in [*my_groups, *other_groups]},
-                               qr_url=lambda w: services.qr_code_url(sim, w),
-                               avatar=lambda kind, key: services.avatar_url(sim, kind, key))
+        return render_template("sim/phone.html", ways=ways, qr_url=lambda w: services.qr_code_url(sim, w),
+                               **_phone_context(session, sim, user))
+
+
+@bp.get("/phone/<wechat_user>/live")
+def phone_live(wechat_user: str):
+    """The phone's chats, groups and notices alone: the page polls this, so a welcome message
+    or a mass send shows up without a reload."""
+    sim = _sim()
+    with sim.reading() as session:
+        user = session.get(WechatUser, wechat_user) or abort(404)
+        html = render_template("sim/_phone_live.html", **_phone_context(session, sim, user))
+    return Response(html, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
 def _run(action):
@@ -109,10 +124,14 @@ def _run(action):
 
 
 def _flash_scan(result) -> bool:
-    """Say how a scan went; False when it failed (``_run`` already flashed why)."""
+    """Say how a scan went, naming the member as the diner sees them (not the userid);
+    False when it failed (``_run`` already flashed why)."""
     if not isinstance(result, dict):
         return False
-    flash(_("已添加 %(userid)s 为好友", userid=result["userid"]) if result["added"] else _("已经是好友了"), "ok")
+    with _sim().reading() as session:
+        member = session.get(Member, result["userid"])
+        name = member.name if member and member.name else result["userid"]
+    flash(_("已添加 %(name)s 为好友", name=name) if result["added"] else _("已经和 %(name)s 是好友了", name=name), "ok")
     return True
 
 
