@@ -78,6 +78,7 @@ def _merchant_id() -> int:
 
 
 def _my_stores() -> list[Store]:
+    _merchant_id()  # an owner who has not enrolled has no coupons pages yet
     return list(db.session.scalars(stores_visible_to(db.session, current_user).order_by(Store.id)))
 
 
@@ -319,8 +320,10 @@ def desk_coupon(short_code: str):
 
 def _my_redemption(redemption_id: int):
     """(redemption, coupon, template, store) of this merchant; a cashier sees their till's only."""
-    till = current_user.store_id if current_user.role == Role.cashier else None
-    return svc.get_redemption(db.session, redemption_id, _merchant_id(), store_id=till)
+    return svc.get_redemption(
+        db.session, redemption_id, _merchant_id(),
+        till_only=current_user.role == Role.cashier, store_id=current_user.store_id,
+    )
 
 
 @bp.get("/desk/r/<int:redemption_id>")

@@ -90,9 +90,12 @@ def find_coupon(session: Session, code: str, merchant_id: int | None = None) -> 
     return session.scalar(stmt)
 
 
-def get_redemption(session: Session, redemption_id: int, merchant_id: int, *, store_id: int | None = None):
-    """The tenant lookup for a redemption: by id *and* merchant (and till store, for a
-    cashier), with its coupon, template and store in one query. NotFound otherwise."""
+def get_redemption(
+    session: Session, redemption_id: int, merchant_id: int, *, till_only: bool = False, store_id: int | None = None
+):
+    """The tenant lookup for a redemption: by id *and* merchant (and, with ``till_only``, the
+    till's store ``store_id``: a cashier without a store sees none), with its coupon,
+    template and store in one query. NotFound otherwise."""
     row = session.execute(
         select(Redemption, Coupon, CouponTemplate, Store)
         .join(Coupon, Coupon.id == Redemption.coupon_id)
@@ -100,7 +103,7 @@ def get_redemption(session: Session, redemption_id: int, merchant_id: int, *, st
         .join(Store, Store.id == Redemption.store_id)
         .where(Redemption.id == redemption_id, CouponTemplate.merchant_id == merchant_id)
     ).first()
-    if row is None or (store_id is not None and row[0].store_id != store_id):
+    if row is None or (till_only and (store_id is None or row[0].store_id != store_id)):
         raise NotFound()
     return row
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from accounts.models import Role, User
 from core.db import db
 from coupons import services as svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate, Redemption
-from tests.support.coupons import login, logout, make_template, post_form, tx
+from tests.support.coupons import _password_hash, login, logout, make_template, post_form, tx
 
 GOOD = {
     "name": "午市满100减20", "kind": "amount_off", "amount": "20", "min_spend": "100",
@@ -122,6 +123,27 @@ def test_tenant_isolation(client, shop, rival):
     assert t.name not in page
     db.session.expire_all()
     assert db.session.get(CouponTemplate, t.id).status.value == "active"
+
+
+def test_a_cashier_sees_only_their_tills_redemptions(client, shop):
+    """A cashier of another store, or one without a store, gets 404 — never "no filter"."""
+    c = issue(live_template(shop))
+    with tx() as s:
+        res = svc.redeem(s, c.short_code, shop.store.id, shop.cashier.id, 12000, "k")
+    login(client, shop.cashier)
+    assert client.get(f"/desk/r/{res.redemption_id}").status_code == 200
+    for store_id in (shop.other_store.id, None):
+        with tx() as s:
+            s.execute(update(User).where(User.id == shop.cashier.id).values(store_id=store_id))
+        assert client.get(f"/desk/r/{res.redemption_id}").status_code == 404, store_id
+
+
+def test_an_owner_who_has_not_enrolled_has_no_coupon_form(client):
+    with tx() as s:
+        user = User(username="not-enrolled", password_hash=_password_hash(), role=Role.owner)
+        s.add(user)
+    login(client, user)
+    assert client.get("/portal/coupons/new").status_code == 404
 
 
 def test_roles(client, shop):
