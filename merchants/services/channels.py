@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from core.bounds import is_id
 from core.db import utcnow
 from core.localtime import local, local_midnight
 from merchants.errors import ChannelError
@@ -67,7 +68,10 @@ def parse_state(state: str | None) -> tuple[int, int] | None:
     m = _STATE_RE.match(state)
     if not m:
         return None
-    return int(m.group(1), 36), int(m.group(2), 36)
+    store_id, channel_id = int(m.group(1), 36), int(m.group(2), 36)
+    if not (is_id(store_id) and is_id(channel_id)):  # a crafted state: no such rows
+        return None
+    return store_id, channel_id
 
 
 # --- local days --------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def test_state_is_unambiguous_where_base36_digits_look_like_separators():
     assert parse_state(make_state(48, 2)) == (48, 2)
 
 
-@pytest.mark.parametrize("junk", [None, "", "s0-c1", "s01-c1", "s1-c", "S1-C1", "s1c1", "x" * 31, "g:abc", "s1-c1 "])
+@pytest.mark.parametrize("junk", [None, "", "s0-c1", "s01-c1", "s1-c", "S1-C1", "s1c1", "x" * 31, "g:abc", "s1-c1 ",
+                                  "s" + "z" * 12 + "-c1", "s1-c" + "z" * 12])  # ids past PostgreSQL integer
 def test_parse_state_rejects_foreign_states(junk):
     assert parse_state(junk) is None
 
