@@ -75,6 +75,9 @@ class Settings:
     # and how long a crashed process may hold a slot (seconds).
     WECOM_TAG_CONCURRENCY: int = 2
     WECOM_TAG_LEASE: float = 60.0
+    # A welcome code lives 20 s; a job that starts later than this after the add event skips
+    # the WeCom call (it would fail with 41051) and counts the miss.
+    WELCOME_CODE_MAX_AGE: float = 18.0
     # Staff handovers: how often a running transfer asks WeCom for results (it completes after
     # 24 h), and when items WeCom never settled are given up as failed.
     TRANSFER_POLL_SECONDS: float = 900.0

@@ -21,6 +21,7 @@ from core.errors import DomainError, NotFound
 from core.inbox import jobs as inbox_jobs
 from core.inbox import services as inbox
 from core.txn import transaction
+from marketplace import welcome
 from merchants import services
 from merchants.forms import CsrfForm, ManagerForm, RegionForm, options
 from merchants.models import Member, Merchant
@@ -96,7 +97,9 @@ def events():
     rows = inbox.list_events(db.session, status=status, limit=EVENTS_SHOWN)
     counts = inbox.status_counts(db.session)
     return render_template(
-        "admin/events.html", rows=rows, counts=counts, status=status, form=CsrfForm(), shown=EVENTS_SHOWN
+        "admin/events.html", rows=rows, counts=counts, status=status, form=CsrfForm(), shown=EVENTS_SHOWN,
+        welcomes={"missed": welcome.missed_count(), "stale": welcome.stale_count(),
+                  "coupon_missed": welcome.coupon_missed_count()},
     )
 
 

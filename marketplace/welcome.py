@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from flask_babel import gettext as _
 
 from core import signals
-from core.db import db
+from core.db import db, utcnow
 from core.extensions import get_redis
 from core.localtime import local_time
 from core.txn import transaction
@@ -49,7 +49,9 @@ SENT_TTL = 3600
 TITLE_MAX_BYTES = 128  # WeCom's limits on a link attachment
 DESC_MAX_BYTES = 512
 
-SENT, MISSED, DUPLICATE = "sent", "missed", "duplicate"
+STALE_COUNTER = "linli:welcome:stale"  # of the missed: skipped because the code was too old
+
+SENT, MISSED, DUPLICATE, STALE = "sent", "missed", "duplicate", "stale"
 
 
 def clip_bytes(text: str, limit: int) -> str:
@@ -97,11 +99,22 @@ def _sent_key(welcome_code: str) -> str:
     return SENT_PREFIX + hashlib.sha256(welcome_code.encode()).hexdigest()[:32]
 
 
-def send_welcome(welcome_code: str, text: str, attachments: list[dict] | None = None) -> str:
+def send_welcome(
+    welcome_code: str, text: str, attachments: list[dict] | None = None, *, issued_at: datetime | None = None
+) -> str:
     """Send once per code: ``sent``; ``missed`` (counted) when WeCom says the code can no
-    longer be used; ``duplicate`` when this code was already handled (event retries).
-    Other WeCom errors propagate and release the code so a retry may still use it."""
+    longer be used; ``stale`` (counted as missed too) when the code, issued at ``issued_at``
+    (the event's CreateTime), is already older than ``WELCOME_CODE_MAX_AGE``: past capacity
+    the call would only fail with 41051 and spend the call quota; ``duplicate`` when this
+    code was already handled (event retries). Other WeCom errors propagate and release the
+    code so a retry may still use it."""
     redis = get_redis()
+    max_age = float(current_app.config.get("WELCOME_CODE_MAX_AGE", 18.0))
+    if issued_at is not None and (utcnow() - issued_at).total_seconds() > max_age:
+        redis.incr(MISS_COUNTER)
+        redis.incr(STALE_COUNTER)
+        log.warning("welcome code %.1f s old when its job started: not sent", (utcnow() - issued_at).total_seconds())
+        return STALE
     key = _sent_key(welcome_code)
     if not redis.set(key, "1", nx=True, ex=SENT_TTL):
         return DUPLICATE
@@ -119,6 +132,11 @@ def send_welcome(welcome_code: str, text: str, attachments: list[dict] | None = 
 
 def missed_count() -> int:
     return int(get_redis().get(MISS_COUNTER) or 0)
+
+
+def stale_count() -> int:
+    """Welcomes skipped because their job started too late (part of ``missed_count``)."""
+    return int(get_redis().get(STALE_COUNTER) or 0)
 
 
 def coupon_missed_count() -> int:
@@ -183,7 +201,7 @@ def on_add_external_contact(payload: dict) -> None:
         raise
     try:
         if code:  # absent: a console welcome is configured, or the pair chatted before
-            outcome = send_welcome(code, text, attachments)
+            outcome = send_welcome(code, text, attachments, issued_at=residents.event_time(payload))
             log.info("welcome for resident %s: %s", result.resident_id, outcome)
             if no_coupon and outcome == SENT:
                 _count_coupon_miss(result.resident_id, store_id)

@@ -6,7 +6,8 @@ by every process (Redis in production), fetched under a lock so only one process
 
 - ``40014``/``42001`` (token invalid/expired): drop the cached token, fetch anew, retry once;
 - ``-1``, ``45009``, ``45033``, HTTP 5xx/429, timeouts and transport errors: up to
-  ``max_retries`` retries with capped exponential backoff and full jitter;
+  ``max_retries`` retries with capped exponential backoff and jitter above a floor (half
+  the step: the first retry after ``45009``/``45033`` waits 0.25–0.5 s, never 35 ms);
 - anything else raises :class:`WeComError` straight away.
 """
 from __future__ import annotations
@@ -336,8 +337,10 @@ class WeComClient:
         return self._request("POST", path, json=json or {})
 
     def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base·2^attempt)]."""
-        return self._jitter() * min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
+        """Equal jitter: uniform in [step/2, step], step = min(cap, base·2^attempt). The floor
+        keeps a retry from hitting WeCom's rate limit again a few milliseconds later."""
+        step = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
+        return step / 2 + self._jitter() * step / 2
 
     def _request(
         self, method: str, path: str, *, params: dict | None = None, json: dict | None = None, auth: bool = True

@@ -159,6 +159,14 @@ def test_backoff_is_capped_with_full_jitter(sim):
         assert all(0 <= d <= 4.0 for d in delays) and len(set(delays)) > 1
 
 
+def test_backoff_keeps_a_floor_of_half_the_step(sim):
+    with WeComClient(sim.corp_id, sim.secret, base_url=sim.api_base, jitter=lambda: 0.0) as client:
+        assert [client._backoff(n) for n in range(6)] == [0.25, 0.5, 1.0, 2.0, 4.0, BACKOFF_CAP / 2]
+    with WeComClient(sim.corp_id, sim.secret, base_url=sim.api_base) as client:
+        first = [client._backoff(0) for _ in range(200)]
+        assert all(0.25 <= d <= 0.5 for d in first) and len(set(first)) > 1
+
+
 def test_http_502_is_retried(make_wecom, sim):
     sleeps: list[float] = []
     client = make_wecom(sleep=sleeps.append)
