@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import Select
 
+from core.bounds import is_id
 from core.db import utcnow
 from core.errors import NotFound
 from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
@@ -153,7 +154,7 @@ def resolve_state(session: Session, state: str | None) -> tuple[Store | None, Ch
     """The store and channel a contact-way ``state`` names; (None, None) for anything else
     (no state, another tool's code, a channel that is not that store's)."""
     parsed = parse_state(state)
-    if parsed is None:
+    if parsed is None or not all(map(is_id, parsed)):  # ids past PostgreSQL's integer: not ours
         return None, None
     store_id, channel_id = parsed
     channel = session.get(Channel, channel_id)

@@ -68,10 +68,7 @@ def parse_state(state: str | None) -> tuple[int, int] | None:
     m = _STATE_RE.match(state)
     if not m:
         return None
-    store_id, channel_id = int(m.group(1), 36), int(m.group(2), 36)
-    if not (is_id(store_id) and is_id(channel_id)):  # a crafted state: no such rows
-        return None
-    return store_id, channel_id
+    return int(m.group(1), 36), int(m.group(2), 36)
 
 
 # --- local days --------------------------------------------------------------------------
@@ -299,7 +296,7 @@ def record_add(session: Session, state: str | None, external_userid: str, member
     deliveries count once). Returns True when a new row was written.
     """
     parsed = parse_state(state)
-    if parsed is None:
+    if parsed is None or not all(map(is_id, parsed)):  # a crafted state naming no row we can hold
         return False
     store_id, channel_id = parsed
     channel = session.get(Channel, channel_id)
