@@ -51,6 +51,7 @@ bench: $(STAMP)
 		$${BENCH_REDIS_URL:+--redis-url "$$BENCH_REDIS_URL"}
 	$(BIN)/python bench/redemption_bench.py
 	$(BIN)/python bench/dashboard_bench.py
+	$(BIN)/python bench/welcome_bench.py --adds 200 --rate 20
 
 clean:
 	rm -rf .pytest_cache build *.egg-info bench/results

@@ -21,9 +21,10 @@ from core.embedded_redis import EmbeddedRedis  # noqa: E402
 
 
 @contextmanager
-def bench_app(database_url: str | None, redis_url: str | None) -> Iterator:
+def bench_app(database_url: str | None, redis_url: str | None, **config) -> Iterator:
     """The app on ``database_url`` (default: a SQLite file in a temp dir) with its tables
-    dropped and recreated, and ``redis_url`` (default: an embedded redis-server)."""
+    dropped and recreated, and ``redis_url`` (default: an embedded redis-server); ``config``
+    overrides settings (``WECOM_API_BASE`` of a simulator, say)."""
     with tempfile.TemporaryDirectory(prefix="linli-bench-") as tmp:
         tmp_path = Path(tmp)
         redis_server = None
@@ -38,7 +39,8 @@ def bench_app(database_url: str | None, redis_url: str | None) -> Iterator:
         try:
             app = create_app(
                 {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                 "WECOM_API_BASE": "http://127.0.0.1:9/cgi-bin/"}  # demo secrets: never the real WeCom
+                 "WECOM_API_BASE": "http://127.0.0.1:9/cgi-bin/",  # demo secrets: never the real WeCom
+                 **config}
             )
             logging.getLogger().setLevel(logging.WARNING)
             yield app

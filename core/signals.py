@@ -33,7 +33,8 @@ coupon_redeemed = _signals.signal("coupon-redeemed")
 redemption_reversed = _signals.signal("redemption-reversed")
 
 # --- residents ---------------------------------------------------------------------------
-# kwargs: resident_id, member_id, store_id (None when unknown), first_time (bool)
+# kwargs: resident_id, member_id, store_id (None when unknown), first_time (bool), scan (for a
+# diner's own add: {"state", "at"} — the evidence it brings is recorded later; None for a handover)
 contact_added = _signals.signal("resident-contact-added")
 # kwargs: resident_id, member_id, reason ("del_external_contact" | "del_follow_user" | "transfer")
 contact_closed = _signals.signal("resident-contact-closed")

@@ -136,13 +136,23 @@ def db_heads() -> None:
     show_default=True,
     help="Comma-separated queue names, highest priority first.",
 )
-def worker(burst: bool, queues: str) -> None:
-    """Run an RQ worker (and the scheduler, so ``enqueue_in``/``enqueue_at`` fire)."""
+@click.option(
+    "--fork/--no-fork",
+    default=False,
+    show_default=True,
+    help="Fork a work horse per job (RQ's Worker) instead of running jobs in this process (SimpleWorker).",
+)
+def worker(burst: bool, queues: str, fork: bool) -> None:
+    """Run an RQ worker (and the scheduler, so ``enqueue_in``/``enqueue_at`` fire).
+
+    Jobs run in the worker's own process by default: a fork per job costs more than a
+    welcome job itself (bench/welcome_profile.py), and each worker keeps its own database
+    connection. ``--fork`` isolates each job in a child instead."""
     names = tuple(q.strip() for q in queues.split(",") if q.strip())
     unknown = [q for q in names if q not in QUEUE_NAMES]
     if unknown or not names:
         raise click.BadParameter(f"unknown queue(s) {unknown}; choose from {QUEUE_NAMES}")
-    make_worker(current_app._get_current_object(), queues=names).work(
+    make_worker(current_app._get_current_object(), queues=names, simple=not fork).work(
         burst=burst, with_scheduler=True
     )
 

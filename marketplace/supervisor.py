@@ -85,12 +85,14 @@ class Supervisor:
         self.children: list[Child] = []
         self.redis: EmbeddedRedis | None = None
         self.log_dir: Path | None = None
+        self.high_workers = 0
         self._print_lock = threading.Lock()
 
     # -- environment shared by every child
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         settings = Settings.from_env(env)
+        self.high_workers = settings.LINLI_WORKERS
         env["INSTANCE_PATH"] = str(settings.INSTANCE_PATH)
         self.log_dir = Path(settings.INSTANCE_PATH) / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +157,9 @@ class Supervisor:
                     self.say((result.stdout + result.stderr).rstrip())
                 if result.returncode != 0:
                     print("linli run: seed-demo failed (did `linli db upgrade` run?)", file=sys.stderr)
+            # Welcomes have 20 s: workers of their own on ``high``, beside one for every queue.
+            for n in range(1, max(0, self.high_workers) + 1):
+                self.spawn(f"worker-high-{n}", linli + ["worker", "--queues", "high"], env)
             self.spawn("worker", linli + ["worker"], env)
             self.spawn("cron", linli + ["cron"], env)
             self.spawn(
@@ -215,7 +220,8 @@ class Supervisor:
     def _banner(self, env: dict[str, str]) -> None:
         """Printed once everything answers: with the children's chatter in their log files,
         it is the last thing on the terminal."""
-        self.say(banner_text(env, seed=self.seed, log_dir=self.log_dir, verbose=self.verbose))
+        self.say(banner_text(env, seed=self.seed, log_dir=self.log_dir, verbose=self.verbose,
+                             high_workers=self.high_workers))
 
     def stop_all(self) -> None:
         """SIGTERM each child's process group (web and worker first), wait, then SIGKILL."""
@@ -240,7 +246,8 @@ class Supervisor:
             self.redis = None
 
 
-def banner_text(env: dict[str, str], *, seed: bool, log_dir: Path | None, verbose: bool) -> str:
+def banner_text(env: dict[str, str], *, seed: bool, log_dir: Path | None, verbose: bool,
+                high_workers: int = 0) -> str:
     app = env["PUBLIC_BASE_URL"].rstrip("/")
     sim = env["WECOM_SIM_PUBLIC_URL"].rstrip("/")
     lines = [
@@ -252,6 +259,7 @@ def banner_text(env: dict[str, str], *, seed: bool, log_dir: Path | None, verbos
         f"  console    {sim}/console/      (staff members' WeCom)",
         f"  WeCom API  {env['WECOM_API_BASE']}",
         f"  Redis      {env['REDIS_URL']}",
+        f"  workers    {high_workers} on high (LINLI_WORKERS) + 1 on high,default,low",
     ]
     if log_dir is not None:
         lines.append(f"  logs       {log_dir}/" + ("" if verbose else "   (LINLI_RUN_VERBOSE=1 shows them here)"))

@@ -4,9 +4,10 @@ chat), so the roof handles it.
 
 The handler runs inside the ``high``-queue job that processes a stored callback
 (``core.inbox.jobs.process_event``): WeCom's welcome code lives 20 seconds and works once.
-Order: fetch the diner from WeCom, do every database step in one transaction and commit (the
-coupon exists from here on; new taste evidence queues ``taste_changed`` for that commit),
-send the welcome, then emit ``contact_added``. Each step is idempotent, so WeCom's retries
+Order: fetch the diner from WeCom, write what the welcome needs in one transaction and commit
+(the resident, the relationship, the coupon, which exists from here on), send the welcome,
+then emit ``contact_added``, whose receivers queue the rest on ``default`` (the scan's taste
+signals, the channel's count, the tags): the high queue carries only welcomes. Each step is idempotent, so WeCom's retries
 and replayed jobs change nothing. A missed window is logged and counted, never an error: the
 coupon is already in the diner's coupon list.
 
@@ -180,6 +181,7 @@ def on_add_external_contact(payload: dict) -> None:
         return
     profile = residents.fetch_profile(get_wecom(), external_userid)
     code = payload.get("WelcomeCode")
+    added_at = residents.event_time(payload)
     try:
         with transaction(db.session) as session:
             result = residents.contact_added(
@@ -188,7 +190,7 @@ def on_add_external_contact(payload: dict) -> None:
                 member_userid=userid,
                 state=payload.get("State"),
                 profile=profile,
-                at=residents.event_time(payload),
+                at=added_at,
             )
             # built before commit: the card needs the store, the coupon and its template
             text, attachments = compose(result.store, result.coupon, result.resident_id) if code else ("", [])
@@ -201,7 +203,7 @@ def on_add_external_contact(payload: dict) -> None:
         raise
     try:
         if code:  # absent: a console welcome is configured, or the pair chatted before
-            outcome = send_welcome(code, text, attachments, issued_at=residents.event_time(payload))
+            outcome = send_welcome(code, text, attachments, issued_at=added_at)
             log.info("welcome for resident %s: %s", result.resident_id, outcome)
             if no_coupon and outcome == SENT:
                 _count_coupon_miss(result.resident_id, store_id)
@@ -215,4 +217,5 @@ def on_add_external_contact(payload: dict) -> None:
                 member_id=result.member_id,
                 store_id=result.store_id,
                 first_time=result.first_time,
+                scan={"state": result.state, "at": added_at.isoformat()},
             )

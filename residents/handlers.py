@@ -118,8 +118,16 @@ def _on_taste_changed(sender, resident_id: int, **_) -> None:
 
 
 @signals.contact_added.connect
-def _on_contact_added(sender, resident_id: int, **_) -> None:
-    enqueue(QUEUE_DEFAULT, jobs.refresh_resident_tags, resident_id)
+def _on_contact_added(sender, resident_id: int, member_id: int | None = None, store_id: int | None = None,
+                      scan: dict | None = None, **_) -> None:
+    """A scan (``scan``: the channel's state and the add's time) also brings evidence: taste
+    and the channel's count, recorded by the job that then refreshes the tags. A handover
+    only moves the tags."""
+    if scan is not None and store_id is not None and member_id is not None:
+        enqueue(QUEUE_DEFAULT, jobs.record_add_evidence, resident_id, member_id, store_id, scan.get("state"),
+                scan["at"])
+    else:
+        enqueue(QUEUE_DEFAULT, jobs.refresh_resident_tags, resident_id)
 
 
 @signals.contact_closed.connect

@@ -4,6 +4,8 @@ pending tags, and taste evidence from redemptions. (Handover jobs are in
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 from sqlalchemy import select
@@ -14,7 +16,7 @@ from core.txn import transaction
 from core.wecom import get_wecom
 from coupons.models import Coupon, CouponStatus
 from merchants.models import Store
-from residents import taste
+from residents import services, taste
 from residents.models import Resident, ResidentTag, SignalSource
 from residents.tags import corp, plan, sync
 from wecom.client import WeComError
@@ -65,6 +67,17 @@ def refresh_resident_tags(resident_id: int) -> str:
         enqueue_sync(resident_id)
         return "sync queued"
     return "in sync"
+
+
+def record_add_evidence(resident_id: int, member_id: int, store_id: int, state: str | None, at: str) -> str:
+    """RQ job (``default``), queued once the welcome went out: the scan's taste signals and
+    the channel's count, then the resident's tags. Kept off the welcome's path: WeCom's
+    welcome code lives 20 seconds, the tags have all the time they need."""
+    with transaction(db.session) as session:
+        cuisines = services.record_add_evidence(
+            session, resident_id, member_id, store_id, state, datetime.fromisoformat(at)
+        )
+    return f"{len(cuisines)} scan signal(s); tags {refresh_resident_tags(resident_id)}"
 
 
 def sync_pending_tags(limit: int = 1000) -> int:

@@ -10,7 +10,7 @@ runs behind that lock. Unique constraints remain the last word.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import exists, select
@@ -281,7 +281,7 @@ class AddResult:
     store: Store | None
     first_time: bool  # the resident is new to us
     opened: bool  # this event created or reopened the relationship
-    cuisines: list[str] = field(default_factory=list)  # scan signals recorded
+    state: str | None = None  # the contact way's state (the channel), for the evidence job
     coupon: Coupon | None = None  # the store's welcome coupon (new or given before)
     coupon_issued: bool = False  # issued by this event
 
@@ -299,8 +299,9 @@ def contact_added(
     profile: ContactProfile | None = None,
     at: datetime | None = None,
 ) -> AddResult:
-    """``add_external_contact``: resident, relationship, scan signals, channel count and the
-    welcome coupon, all idempotent (a replay changes nothing and issues nothing)."""
+    """``add_external_contact``, the part the welcome waits for: resident, relationship and
+    the welcome coupon, all idempotent (a replay changes nothing and issues nothing). What
+    the add says beyond that (taste, the channel's count) is ``record_add_evidence``, later."""
     at = at or utcnow()
     store, channel = resolve_state(session, state)
     resident, first_time = upsert_resident(session, external_userid, profile)
@@ -310,13 +311,28 @@ def contact_added(
     )
     result = AddResult(
         resident_id=resident.id, member_id=member.id, store=store, first_time=first_time, opened=opened,
+        state=state if store is not None else None,
     )
     if store is not None:
-        result.cuisines = record_scan_signals(session, resident.id, store, at)
-        record_add(session, state, external_userid, member_userid, at)
         result.coupon, result.coupon_issued = grant_welcome_coupon(session, resident.id, store, rel, utcnow())
     session.flush()
     return result
+
+
+def record_add_evidence(
+    session: Session, resident_id: int, member_id: int, store_id: int, state: str | None, at: datetime
+) -> list[str]:
+    """After the welcome: a scan signal per cuisine of the store and the channel's count of
+    adds. Both are idempotent (a signal per ``store:<id>`` ref, an add per channel and
+    diner), so a replayed job changes nothing. Returns the cuisines recorded."""
+    resident = session.get(Resident, resident_id)
+    store = session.get(Store, store_id)
+    member = session.get(Member, member_id)
+    if resident is None or resident.erased_at is not None or store is None or member is None:
+        return []
+    cuisines = record_scan_signals(session, resident_id, store, at)
+    record_add(session, state, resident.external_userid, member.userid, at)
+    return cuisines
 
 
 @dataclass(frozen=True)

@@ -226,7 +226,9 @@ def test_run_starts_and_stops_cleanly(tmp_path):
         redis_pid = int((tmp_path / "instance" / "redis.pid").read_text())
         tree = _descendants(proc.pid)
         assert redis_pid in tree
-        assert len(tree) >= 5  # redis, simulator, worker, cron, gunicorn (+ its worker)
+        # redis, simulator, two high-queue workers (LINLI_WORKERS), the worker for every queue,
+        # cron, gunicorn (+ its worker)
+        assert len(tree) >= 7
 
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
@@ -248,6 +250,9 @@ def test_run_starts_and_stops_cleanly(tmp_path):
     assert after_banner.rstrip().endswith(banner_tail), after_banner
     assert (tmp_path / "instance" / "logs" / "web.log").read_text().strip()
     assert "Job OK" in (tmp_path / "instance" / "logs" / "worker.log").read_text()
+    for n in (1, 2):
+        assert "Listening on high..." in (tmp_path / "instance" / "logs" / f"worker-high-{n}.log").read_text()
+    assert "2 on high (LINLI_WORKERS)" in output
     deadline = time.monotonic() + 5
     while any(_running(pid) for pid in tree) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -8,14 +8,14 @@ import hashlib
 import secrets
 import threading
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, select
 
 from core.db import db, utcnow
-from core.extensions import QUEUE_HIGH, enqueue
+from core.extensions import QUEUE_DEFAULT, QUEUE_HIGH, enqueue, get_queue
 from core.inbox.jobs import accept_callback, process_event, retry_failed
 from core.inbox.models import WeComEvent
 from core.inbox.services import list_events
@@ -23,6 +23,7 @@ from core.txn import transaction
 from core.wecom import get_wecom
 from coupons.models import Coupon, CouponStatus, CouponTemplate
 from marketplace import welcome
+from marketplace.worker import make_worker
 from merchants.models import ChannelAdd
 from merchants.services import channel_counts
 from residents import services, taste
@@ -30,6 +31,7 @@ from residents.models import (
     ContactRelationship,
     RelationshipStatus,
     Resident,
+    ResidentTag,
     TasteSignal,
 )
 from residents.tokens import load_token
@@ -203,10 +205,47 @@ def test_scan_makes_resident_relationship_signals_coupon_and_welcome_card(stack,
     assert "新客立减10元" in card["title"] and "满50减10" in card["desc"]
     assert welcome.missed_count() == missed
 
-    assert signal_log.of("contact_added") == [
-        {"resident_id": resident.id, "member_id": rel.member_id, "store_id": ws.store_id, "first_time": True}
-    ]
+    (added,) = signal_log.of("contact_added")
+    assert added == {"resident_id": resident.id, "member_id": rel.member_id, "store_id": ws.store_id,
+                     "first_time": True, "scan": {"state": ws.state, "at": added["scan"]["at"]}}
+    assert datetime.fromisoformat(added["scan"]["at"]) == rel.added_at.replace(tzinfo=timezone.utc)
     assert signal_log.of("taste_changed") == [{"resident_id": resident.id}]
+
+
+def test_the_welcome_job_does_only_what_the_welcome_needs(stack, signal_log):
+    """The high queue carries the welcome alone: the resident, the relationship, the coupon
+    and the message. The scan's taste signals, the channel's count and the tags come after,
+    from one job on ``default``."""
+    ws = welcome_store(get_wecom(), ["wangfang"], cuisines=["cantonese"])
+    made = admin(stack, "wechat_users", {"handles": ["first-in-line"]})  # a diner new to the corp
+    assert made["created"] == 1
+    external_userid = scan(stack, "first-in-line", ws)["external_userid"]
+    assert made["external_userids"] == {"first-in-line": external_userid}
+
+    def welcomed_from_high_alone():
+        db.session.remove()
+        make_worker(stack.app, simple=True, queues=(QUEUE_HIGH,)).work(burst=True)
+        rows = [r for r in event_rows(ADD, external_userid) if r.status == "done"]
+        return rows or None
+
+    deadline = time.monotonic() + 20
+    while not welcomed_from_high_alone():
+        assert time.monotonic() < deadline, "the add event was never handled"
+        time.sleep(0.1)
+    resident = resident_of(external_userid)
+    (rel,) = relationships(resident.id)
+    assert rel.status == RelationshipStatus.open and len(coupons(resident.id)) == 1
+    assert [m["msgtype"] for m in welcomes(stack, "first-in-line")] == ["text", "link"]
+    assert scan_signals(resident.id) == set() and channel_adds(ws.channel_id) == 0
+    queued = get_queue(QUEUE_DEFAULT).get_jobs()
+    assert [j.func_name for j in queued if j.args and j.args[0] == resident.id] == ["residents.jobs.record_add_evidence"]
+
+    drain(stack)
+    assert scan_signals(resident.id) == {("cantonese", f"store:{ws.store_id}")}
+    assert channel_adds(ws.channel_id) == 1
+    assert signal_log.of("taste_changed") == [{"resident_id": resident.id}]
+    db.session.remove()
+    assert db.session.scalar(select(func.count()).where(ResidentTag.resident_id == resident.id)) >= 1
 
 
 def test_the_same_event_three_times_gives_one_of_each(stack, signal_log):

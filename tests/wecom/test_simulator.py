@@ -269,6 +269,26 @@ def test_welcome_code_expires(api, clock):
     assert api.post("externalcontact/send_welcome_msg", {"text": {"content": "hi"}})["errcode"] == 41049
 
 
+def test_a_crowd_of_new_diners_and_the_welcome_codes_record(api, clock):
+    """Load tests make diners by the hundred and read WeCom's side of the 20 s window."""
+    made = api.admin("wechat_users", {"handles": ["crowd-1", "crowd-2", "xiaomei"]})
+    assert made["created"] == 2 and set(made["external_userids"]) == {"crowd-1", "crowd-2", "xiaomei"}
+    assert api.external("crowd-1") == made["external_userids"]["crowd-1"]
+    assert api.admin("wechat_users", {"handles": ["crowd-1"]})["created"] == 0  # idempotent
+    config_id = api.contact_way()["config_id"]
+    start = clock.now
+    used = api.admin("scan", {"wechat_user": "crowd-1", "config_id": config_id})["welcome_code"]
+    clock.advance(2.5)
+    api.ok("externalcontact/send_welcome_msg", {"welcome_code": used, "text": {"content": "hi"}})
+    unused = api.admin("scan", {"wechat_user": "crowd-2", "config_id": config_id})["welcome_code"]
+    codes = {c["code"]: c for c in api.admin(f"welcome_codes?since={start}", method="GET")["welcome_codes"]}
+    assert codes[used]["used_at"] - codes[used]["created_at"] == pytest.approx(2.5)
+    assert codes[unused]["used_at"] is None and codes[unused]["external_userid"] == api.external("crowd-2")
+    for bad in ({}, {"handles": []}, {"handles": ["x" * 65]}, {"handles": ["a"] * 10_001}):
+        response = api.client.post("/sim/admin/wechat_users", json=bad)
+        assert response.status_code == 400 and response.get_json()["ok"] is False
+
+
 def test_console_welcome_means_no_welcome_code(api, sim_app, receiver):
     config_id = api.contact_way()["config_id"]
     api.admin(f"contact_ways/{config_id}/welcome", {"text": "店里配置的欢迎语"})

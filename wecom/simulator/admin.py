@@ -8,8 +8,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template, request
 from sqlalchemy import select
 
-from wecom.simulator import groups, messaging, services
-from wecom.simulator.models import Callback, ContactWay, Follow, GroupChat, Member, WechatUser
+from wecom.simulator import groups, ids, messaging, services
+from wecom.simulator.models import Callback, ContactWay, Follow, GroupChat, Member, WechatUser, WelcomeCode
 from wecom.simulator.seed import seed
 from wecom.simulator.services import ActionError
 
@@ -113,6 +113,46 @@ def wechat_users():
         return jsonify({"wechat_users": [
             {"id": u.id, "nickname": u.nickname, "external_userid": u.external_userid, "unionid": u.unionid}
             for u in rows
+        ]})
+
+
+MAX_NEW_USERS = 10_000
+
+
+@bp.post("/wechat_users")
+def wechat_users_add():
+    """``{"handles": [...], "nickname": "…"}``: new WeChat users who can scan codes (load tests,
+    a crowd at a poster). Existing handles are left as they are."""
+    body, sim = _body(), _sim()
+    handles = body.get("handles")
+    if not isinstance(handles, list) or not handles or len(handles) > MAX_NEW_USERS:
+        raise ActionError(f"handles: 1..{MAX_NEW_USERS} 个微信号")
+    handles = [str(h) for h in handles]
+    if any(not h or len(h) > 64 for h in handles):
+        raise ActionError("微信号长度 1..64")
+    nickname = str(body.get("nickname") or "食客")[:32]
+    with sim.transaction() as session:
+        known = set(session.scalars(select(WechatUser.id).where(WechatUser.id.in_(handles))))
+        for n, handle in enumerate(h for h in dict.fromkeys(handles) if h not in known):
+            session.add(WechatUser(id=handle, nickname=f"{nickname}{n + 1}", gender=0, unionid=ids.unionid(handle),
+                                   external_userid=ids.external_userid(sim.settings.corp_id, handle)))
+        users = session.scalars(select(WechatUser).where(WechatUser.id.in_(handles))).all()
+        out = {u.id: u.external_userid for u in users}
+    return jsonify({"ok": True, "created": len(out) - len(known), "external_userids": out})
+
+
+@bp.get("/welcome_codes")
+def welcome_codes():
+    """Every welcome code WeCom handed out, when, and when (if ever) it was used: what a load
+    test reads to judge the 20-second window from WeCom's side."""
+    since = request.args.get("since", type=float) or 0.0
+    with _sim().reading() as session:
+        rows = session.scalars(
+            select(WelcomeCode).where(WelcomeCode.created_at >= since).order_by(WelcomeCode.created_at)
+        ).all()
+        return jsonify({"welcome_codes": [
+            {"code": c.code, "userid": c.userid, "external_userid": c.external_userid,
+             "created_at": c.created_at, "used_at": c.used_at} for c in rows
         ]})
 
 
