@@ -21,10 +21,11 @@ from core.embedded_redis import EmbeddedRedis  # noqa: E402
 
 
 @contextmanager
-def bench_app(database_url: str | None, redis_url: str | None, **config) -> Iterator:
+def bench_app(database_url: str | None, redis_url: str | None, *, fresh: bool = True, **config) -> Iterator:
     """The app on ``database_url`` (default: a SQLite file in a temp dir) with its tables
     dropped and recreated, and ``redis_url`` (default: an embedded redis-server); ``config``
-    overrides settings (``WECOM_API_BASE`` of a simulator, say)."""
+    overrides settings (``WECOM_API_BASE`` of a simulator, say). ``fresh=False`` keeps the
+    tables and rows already there (a bench re-timing what an earlier run seeded)."""
     with tempfile.TemporaryDirectory(prefix="linli-bench-") as tmp:
         tmp_path = Path(tmp)
         redis_server = None
@@ -32,10 +33,11 @@ def bench_app(database_url: str | None, redis_url: str | None, **config) -> Iter
             redis_server = EmbeddedRedis(tmp_path / "redis")
             redis_url = redis_server.start()
         database_url = database_url or f"sqlite:///{tmp_path / 'bench.db'}"
-        engine = create_engine(database_url)
-        metadata.drop_all(engine)
-        metadata.create_all(engine)
-        engine.dispose()
+        if fresh:
+            engine = create_engine(database_url)
+            metadata.drop_all(engine)
+            metadata.create_all(engine)
+            engine.dispose()
         try:
             app = create_app(
                 {"INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url, "REDIS_URL": redis_url,

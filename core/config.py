@@ -102,6 +102,10 @@ class Settings:
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto/-Host are believed
     # (0: none, the socket's peer is the client; 1: one load balancer; ...).
     TRUSTED_PROXIES: int = 0
+    # Campaign budget: marketing pushes per resident per calendar month (Asia/Shanghai), and
+    # WeCom's receive quota rule (as the simulator's: days/month, 7/week, 1/day, 4/month).
+    CAMPAIGN_MONTHLY_CAP: int = 4
+    WECOM_PUSH_QUOTA_RULE: str = "days/month"
     # ``linli run``: RQ workers that take only the ``high`` queue (welcomes), beside the one
     # worker for every queue; 2 hold a burst of 20 adds per second on two cores (README).
     LINLI_WORKERS: int = 2

@@ -1,5 +1,6 @@
 """Imports every model module so ``Base.metadata`` is complete (Alembic, tests)."""
 from accounts import models as account_models  # noqa: F401
+from campaigns import models as campaign_models  # noqa: F401
 from core.db import Base
 from core.inbox import models as inbox_models  # noqa: F401
 from coupons import models as coupon_models  # noqa: F401

@@ -17,12 +17,15 @@ from flask import current_app, has_app_context
 from flask.cli import FlaskGroup
 
 from accounts.services import AccountError, create_admin
+from campaigns.models import Campaign
+from campaigns.services import preview as campaign_preview
 from core.config import DEFAULT_INSTANCE, ROOT, Settings
 from core.db import db
 from core.errors import DomainError
 from core.extensions import QUEUE_NAMES
 from core.inbox import jobs as inbox_jobs
 from core.inbox import services as inbox
+from core.localtime import hhmm, local_time
 from core.txn import transaction
 from marketplace import create_app, schedule
 from marketplace.demo import seed_demo
@@ -230,6 +233,37 @@ def seed_demo_command() -> None:
         summary = seed_demo(session)
     for line in summary:
         click.echo(line)
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+@main.group("campaign")
+def campaign_group() -> None:
+    """Campaigns as the operator sees them."""
+
+
+@campaign_group.command("status")
+@click.argument("campaign_id", type=int)
+def campaign_status(campaign_id: int) -> None:
+    """Print a campaign: its state and window, its audience now (eligible, excluded by
+    reason) and every state change with who and when."""
+    with transaction(db.session) as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None:
+            raise click.ClickException(f"no campaign {campaign_id}")
+        owner = f"merchant {campaign.merchant_id}" if campaign.merchant_id else f"region {campaign.region_id}"
+        click.echo(f"campaign {campaign.id} {campaign.name!r} ({owner}): {campaign.state.value}")
+        click.echo(f"  window   {local_time(campaign.send_from)} – {local_time(campaign.send_until)} (Asia/Shanghai),"
+                   f" quiet {hhmm(campaign.quiet_start)}–{hhmm(campaign.quiet_end)}, {campaign.channels.value}")
+        click.echo(f"  coupons  {', '.join(str(t.template_id) for t in campaign.templates)}")
+        result = campaign_preview(session, campaign)
+        excluded = ", ".join(f"{reason} {n}" for reason, n in result.excluded.items())
+        click.echo(f"  audience {result.eligible} eligible; excluded: {excluded}")
+        for t in campaign.transitions:
+            frm = t.from_state.value if t.from_state else "—"
+            who = f"user {t.user_id}" if t.user_id else "system"
+            click.echo(f"  {local_time(t.at, '%Y-%m-%d %H:%M:%S')}  {frm} → {t.to_state.value}  ({who}) {t.note}")
 
 
 # --------------------------------------------------------------------------- residents (privacy)

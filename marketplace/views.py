@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template
 
+from campaigns import views as campaign_views
 from coupons import views as coupon_views
 from marketplace import admin
 from marketplace.demo import DEMO_PASSWORD, demo_logins
@@ -38,3 +39,4 @@ def init_app(app: Flask) -> None:
     coupon_views.init_app(app)
     app.register_blueprint(resident_views.bp)
     app.register_blueprint(transfer_views.bp)
+    app.register_blueprint(campaign_views.bp)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -42,6 +43,10 @@ class Resident(Base):
     # "quiet me": no campaign pushes at all, or at most this many a month (None = no own cap)
     opted_out: Mapped[bool] = mapped_column(default=False)
     monthly_cap: Mapped[int | None]
+    # Some member can still message the resident (an open relationship exists). Kept by
+    # ``residents.services.refresh_reachable`` wherever relationships open or close, so an
+    # audience of a million reads a column instead of probing relationships per row.
+    reachable: Mapped[bool] = mapped_column(default=False, server_default=false())
     # taste survey answers (cuisines go to taste_signals)
     spice_level: Mapped[int | None]  # 0 none … 3 very hot
     budget_fen: Mapped[int | None]  # typical spend per person
@@ -115,6 +120,25 @@ class TasteSignal(Base):
     observed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("resident_id", "cuisine", "source", "ref"),)
+
+
+class ResidentTaste(Base):
+    """The taste profile kept in SQL, one row per (resident, cuisine), so an audience of a
+    million residents filters on it with an index instead of decaying every signal in Python.
+
+    ``score`` is the profile's decayed sum expressed at a fixed epoch (``taste.SCORE_EPOCH``):
+    Σ weight · 2^((observed_at − epoch) / half-life). The score on any day is ``score`` ·
+    2^(−(day − epoch) / half-life), the same factor for every row, so "profile weight at least
+    w today" is ``score >= w · 2^((today − epoch) / half-life)``: one constant per query.
+    Written by ``residents.taste`` whenever a resident's signals change."""
+
+    __tablename__ = "resident_tastes"
+
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"), primary_key=True)
+    cuisine: Mapped[str] = mapped_column(String(32), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_resident_tastes_cuisine_score", "cuisine", "score"),)
 
 
 class CorpTag(Base):

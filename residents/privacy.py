@@ -36,10 +36,11 @@ from residents.models import (
     RelationshipStatus,
     Resident,
     ResidentTag,
+    ResidentTaste,
     TasteSignal,
     TransferItem,
 )
-from residents.services import holder_ref
+from residents.services import holder_ref, refresh_reachable
 
 CLOSE_REASON_ERASED = "erased"
 
@@ -231,6 +232,7 @@ def erase_resident(session: Session, resident_id: int) -> dict[str, Any]:
         taken.add(key)
 
     signals = session.execute(delete(TasteSignal).where(TasteSignal.resident_id == resident.id)).rowcount
+    session.execute(delete(ResidentTaste).where(ResidentTaste.resident_id == resident.id))
     tags = session.execute(delete(ResidentTag).where(ResidentTag.resident_id == resident.id)).rowcount
 
     closed = 0
@@ -241,6 +243,7 @@ def erase_resident(session: Session, resident_id: int) -> dict[str, Any]:
     ):
         rel.status, rel.closed_at, rel.close_reason = RelationshipStatus.closed, now, CLOSE_REASON_ERASED
         closed += 1
+    refresh_reachable(session, resident.id)
 
     scans = 0
     for add in session.scalars(select(ChannelAdd).where(ChannelAdd.external_userid == resident.external_userid)):

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -309,6 +309,8 @@ def contact_added(
     rel, opened = open_relationship(
         session, resident.id, member.id, store.id if store else None, channel.id if channel else None, at
     )
+    if opened:
+        refresh_reachable(session, resident.id)
     result = AddResult(
         resident_id=resident.id, member_id=member.id, store=store, first_time=first_time, opened=opened,
         state=state if store is not None else None,
@@ -372,6 +374,8 @@ def close_relationships(
         rel.status, rel.closed_at, rel.close_reason = RelationshipStatus.closed, at, reason
         closed.append(rel.id)
     session.flush()
+    if closed:
+        refresh_reachable(session, resident.id)
     if not closed:
         return None
     return Closed(resident.id, member.id, tuple(closed), reason)
@@ -396,11 +400,21 @@ def get_coupon_for(session: Session, resident_id: int, short_code: str) -> Coupo
 # --- reachability -------------------------------------------------------------------------
 
 
-def reachable_clause():
-    """SQL: the resident (``Resident.id``) has an open relationship with some member."""
-    return exists().where(
-        ContactRelationship.resident_id == Resident.id, ContactRelationship.status == RelationshipStatus.open
+def refresh_reachable(session: Session, resident_id: int) -> None:
+    """Recompute ``residents.reachable`` from the relationships (call after opening or
+    closing any): one UPDATE, idempotent, true whatever happened before."""
+    session.flush()
+    session.execute(
+        update(Resident).where(Resident.id == resident_id).values(reachable=exists().where(
+            ContactRelationship.resident_id == resident_id, ContactRelationship.status == RelationshipStatus.open
+        )).execution_options(synchronize_session="fetch")
     )
+
+
+def reachable_clause():
+    """SQL: the resident (``Resident.id``) has an open relationship with some member (the
+    column ``refresh_reachable`` keeps)."""
+    return Resident.reachable.is_(True)
 
 
 def reachable_residents_query() -> Select:

@@ -9,15 +9,15 @@ nothing."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, scoped_session
 
 from core import signals
 from core.db import utcnow
 from merchants.models import CUISINES
-from residents.models import SignalSource, TasteSignal
+from residents.models import ResidentTaste, SignalSource, TasteSignal
 
 HALF_LIFE_DAYS = 90.0
 # How much one piece of evidence says, by source: an answer in the survey is the diner's
@@ -30,6 +30,8 @@ SOURCE_WEIGHTS: dict[SignalSource, float] = {
 }
 # A cuisine counts as a preference (and gets a WeCom tag) at this decayed score.
 PREFERENCE_THRESHOLD = 0.75
+# ``resident_tastes.score`` is the decayed profile expressed at this instant (see ResidentTaste).
+SCORE_EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 _MOVED = "residents.taste.moved"  # session.info: (root transaction, resident ids already queued)
 
 
@@ -44,6 +46,33 @@ def _profile_moved(session: Session | scoped_session, resident_id: int) -> None:
     if resident_id not in marked[1]:
         marked[1].add(resident_id)
         signals.send_after_commit(session, signals.taste_changed, resident_id=resident_id)
+
+
+def _growth(at: datetime) -> float:
+    """2^((at − epoch) / half-life): a signal's weight at ``at`` expressed at the epoch."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return math.pow(2.0, (at - SCORE_EPOCH).total_seconds() / 86400.0 / HALF_LIFE_DAYS)
+
+
+def score_threshold(weight: float, now: datetime | None = None) -> float:
+    """The ``resident_tastes.score`` a profile weight of ``weight`` on ``now`` corresponds to."""
+    return weight * _growth(now or utcnow())
+
+
+def rescore(session: Session | scoped_session, resident_id: int) -> None:
+    """Rewrite the resident's ``resident_tastes`` rows from their signals (few per resident)."""
+    session.flush()
+    scores: dict[str, float] = {}
+    for weight, observed_at, cuisine in session.execute(
+        select(TasteSignal.weight, TasteSignal.observed_at, TasteSignal.cuisine).where(
+            TasteSignal.resident_id == resident_id
+        )
+    ):
+        scores[cuisine] = scores.get(cuisine, 0.0) + weight * _growth(observed_at)
+    session.execute(delete(ResidentTaste).where(ResidentTaste.resident_id == resident_id))
+    session.add_all(ResidentTaste(resident_id=resident_id, cuisine=c, score=v) for c, v in scores.items())
+    session.flush()
 
 
 def store_cuisines(store) -> list[str]:
@@ -90,6 +119,7 @@ def record_signal(
             signal.weight = weight
             _profile_moved(session, resident_id)
         signal.observed_at = max(signal.observed_at, at)
+    rescore(session, resident_id)
     return signal
 
 
@@ -105,6 +135,7 @@ def clear_signals(session: Session, resident_id: int, source: SignalSource, keep
             dropped += 1
     if dropped:
         _profile_moved(session, resident_id)
+        rescore(session, resident_id)
     return dropped
 
 
@@ -115,6 +146,8 @@ def drop_signals(session: Session, source: SignalSource, ref: str) -> int:
     for row in rows:
         session.delete(row)
         _profile_moved(session, row.resident_id)
+    for resident_id in {row.resident_id for row in rows}:
+        rescore(session, resident_id)
     return len(rows)
 
 
@@ -124,7 +157,8 @@ def decayed(weight: float, observed_at: datetime, now: datetime) -> float:
 
 
 def profile(session: Session, resident_id: int, now: datetime | None = None) -> dict[str, float]:
-    """Cuisine → decayed score, highest first."""
+    """Cuisine → decayed score, highest first (from the signals; ``resident_tastes`` holds
+    the same numbers for SQL)."""
     now = now or utcnow()
     scores: dict[str, float] = {}
     for signal in session.scalars(select(TasteSignal).where(TasteSignal.resident_id == resident_id)):

@@ -99,7 +99,7 @@ class World:
         return client
 
     def client_for(self, path: str):
-        for prefix, role in (("/admin", "admin"), ("/portal/review", "manager"), ("/portal", "owner"),
+        for prefix, role in (("/admin", "admin"), ("/campaigns", "owner"), ("/portal/review", "manager"), ("/portal", "owner"),
                              ("/desk", "cashier"), ("/m/", "resident")):
             if path.startswith(prefix):
                 return self.clients[role]

@@ -25,7 +25,7 @@ from residents.models import (
     TransferKind,
     TransferStatus,
 )
-from residents.services import REASON_MEMBER_DELETED, REASON_TRANSFER, open_relationship
+from residents.services import REASON_MEMBER_DELETED, REASON_TRANSFER, open_relationship, refresh_reachable
 from wecom.client import TRANSFER_BATCH
 
 log = logging.getLogger(__name__)
@@ -442,6 +442,7 @@ def move_relationships(session: Session, transfer: MemberTransfer, resident_id: 
             open_relationship(session, resident_id, transfer.to_member_id, rel.store_id, rel.channel_id, now)
         result.store_ids.append(rel.store_id)
     session.flush()
+    refresh_reachable(session, resident_id)
     return result
 
 

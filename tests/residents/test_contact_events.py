@@ -465,6 +465,7 @@ def test_pushable_excludes_opted_out_and_erased_residents(stack):
         erased, _ = resident_with_contact(session, userid="lina", name="", erased_at=utcnow())
         gone, rel = resident_with_contact(session, userid="wangfang")
         rel.status = RelationshipStatus.closed
+        services.refresh_reachable(session, gone.id)
         ids = {plain.id, quiet.id, erased.id, gone.id}
     db.session.remove()
     reach = set(db.session.scalars(services.reachable_residents_query().with_only_columns(Resident.id))) & ids

@@ -19,6 +19,7 @@ from coupons.services import update_welcome
 from merchants.models import Member, Region, RegionLevel, Store, StoreMember
 from merchants.services import channels
 from residents.models import ContactRelationship, RelationshipStatus, Resident
+from residents.services import refresh_reachable
 from tests.support.coupons import make_shop, make_template
 
 _seq = itertools.count(1)
@@ -72,6 +73,7 @@ def open_contact(session, resident: Resident, member: Member, store: Store | Non
                               channel_id=channel_id, status=RelationshipStatus.open, added_at=utcnow())
     session.add(rel)
     session.flush()
+    refresh_reachable(session, resident.id)
     return rel
 
 
