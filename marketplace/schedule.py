@@ -40,6 +40,8 @@ SCHEDULE: tuple[Periodic, ...] = (
     # Callbacks stored while Redis was away never got their job.
     Periodic("events.requeue", "core.inbox.jobs.requeue_stranded_events", 300, QUEUE_HIGH),
     # Customer handovers: poll WeCom for results until every customer has moved.
+    # Customer groups: the full list once an hour (events keep them current in between).
+    Periodic("groups.sync", "residents.jobs.sync_all_groups", 3600, QUEUE_DEFAULT),
     Periodic("transfers.poll", "residents.transfers.jobs.poll_running_transfers", 120, QUEUE_DEFAULT),
 )
 

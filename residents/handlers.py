@@ -6,7 +6,7 @@ WeCom handlers run inside the job that processes a stored callback
 (``core.inbox.jobs.process_event``); each step is idempotent, so WeCom's retries and replayed
 jobs change nothing. Receivers run after the sender's commit and only queue jobs. The add
 event spans domains (contact → welcome coupon → welcome message) and is handled by the roof
-(``marketplace.welcome``).
+(``marketplace.welcome``). Customer groups follow ``change_external_chat``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from core.db import db
 from core.extensions import QUEUE_DEFAULT, enqueue
 from core.txn import transaction
 from core.wecom import get_wecom
-from residents import jobs, services
+from residents import groups, jobs, services
 from residents.models import Resident
 from residents.tags import corp, inbound
 from residents.transfers import services as transfers
@@ -86,6 +86,20 @@ def on_edit_external_contact(payload: dict) -> None:
         log.info("staff tags of resident %s: +%s -%s", resident_id, changes.added, changes.dropped)
     if not changes.profile_changed and changes.restored:
         jobs.enqueue_sync(resident_id)
+
+
+@registry.on("change_external_chat")
+def on_change_external_chat(payload: dict) -> None:
+    """A customer group was created, changed (members, owner, name) or dismissed: dismissals
+    are recorded at once, anything else re-reads the group on ``default``."""
+    chat_id = payload.get("ChatId") or ""
+    if not chat_id:
+        return
+    if payload.get("ChangeType") == "dismiss":
+        with transaction(db.session) as session:
+            groups.dismiss_group(session, chat_id)
+        return
+    enqueue(QUEUE_DEFAULT, jobs.sync_group, chat_id)
 
 
 @registry.on("change_external_tag")

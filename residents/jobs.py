@@ -16,10 +16,13 @@ from core.txn import transaction
 from core.wecom import get_wecom
 from coupons.models import Coupon, CouponStatus
 from merchants.models import Store
-from residents import services, taste
+from residents import groups, services, taste
 from residents.models import Resident, ResidentTag, SignalSource
 from residents.tags import corp, plan, sync
 from wecom.client import WeComError
+
+# groupchat/get: the chat is not (or no longer) visible to the app
+GROUP_GONE = (40050,)  # the simulator's and WeCom's "chat_id not found"
 
 
 def sync_resident_tags(resident_id: int) -> str:
@@ -78,6 +81,40 @@ def record_add_evidence(resident_id: int, member_id: int, store_id: int, state: 
             session, resident_id, member_id, store_id, state, datetime.fromisoformat(at)
         )
     return f"{len(cuisines)} scan signal(s); tags {refresh_resident_tags(resident_id)}"
+
+
+def sync_group(chat_id: str) -> str:
+    """RQ job: re-read one customer group from WeCom (a ``change_external_chat`` event)."""
+    client = get_wecom()
+    try:
+        detail = client.groups.get(chat_id)
+    except WeComError as exc:
+        if exc.errcode not in GROUP_GONE:
+            raise
+        with transaction(db.session) as session:
+            groups.dismiss_group(session, chat_id)
+        return "gone"
+    with transaction(db.session) as session:
+        group = groups.apply_group(session, detail)
+        return f"{group.customer_count} customer(s)"
+
+
+def sync_all_groups() -> str:
+    """Periodic job: every group WeCom lists, each in its own transaction; groups it no longer
+    lists are dismissed."""
+    client = get_wecom()
+    listed: set[str] = set()
+    for item in client.groups.iter_chats():
+        chat_id = item.get("chat_id")
+        if not chat_id:
+            continue
+        listed.add(chat_id)
+        detail = client.groups.get(chat_id)
+        with transaction(db.session) as session:
+            groups.apply_group(session, detail)
+    with transaction(db.session) as session:
+        dismissed = groups.dismiss_unlisted(session, listed)
+    return f"{len(listed)} group(s), {dismissed} dismissed"
 
 
 def sync_pending_tags(limit: int = 1000) -> int:

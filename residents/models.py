@@ -239,3 +239,53 @@ class TransferItem(Base):
     transfer: Mapped[MemberTransfer] = relationship(back_populates="items")
 
     __table_args__ = (UniqueConstraint("transfer_id", "external_userid"),)
+
+
+class GroupStatus(str, enum.Enum):
+    active = "active"
+    dismissed = "dismissed"  # the owner dismissed it, or WeCom no longer lists it
+
+
+class CustomerGroup(Base):
+    """A WeCom customer group (客户群), as ``groupchat/get`` last described it. Linked to the
+    store its owner serves (when the owner serves exactly one) and that store's circle, so
+    group campaigns find a store's or a circle's groups."""
+
+    __tablename__ = "customer_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(128), default="")
+    owner_userid: Mapped[str] = mapped_column(String(64), default="")
+    owner_member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id", ondelete="SET NULL"), index=True)
+    circle_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    status: Mapped[GroupStatus] = mapped_column(_enum(GroupStatus), default=GroupStatus.active)
+    customer_count: Mapped[int] = mapped_column(default=0)  # external members (diners)
+    created_at: Mapped[datetime | None]  # WeCom's create_time
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[GroupMember]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", order_by="GroupMember.id"
+    )
+
+
+class GroupMember(Base):
+    """Someone in a customer group: a corp member (``type`` 1) or a diner (2, with the
+    resident when we know them)."""
+
+    __tablename__ = "group_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("customer_groups.id", ondelete="CASCADE"))
+    userid: Mapped[str] = mapped_column(String(64))  # userid or external_userid
+    type: Mapped[int] = mapped_column(default=2)
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="SET NULL"), index=True)
+    joined_at: Mapped[datetime | None]
+
+    group: Mapped[CustomerGroup] = relationship(back_populates="members")
+
+    __table_args__ = (
+        UniqueConstraint("group_id", "userid"),
+        CheckConstraint("type IN (1, 2)", name="member_type"),
+    )

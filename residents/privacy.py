@@ -33,6 +33,7 @@ from merchants.models import Channel, ChannelAdd, Member, Store
 from residents.models import (
     ContactRelationship,
     CorpTag,
+    GroupMember,
     RelationshipStatus,
     Resident,
     ResidentTag,
@@ -233,6 +234,8 @@ def erase_resident(session: Session, resident_id: int) -> dict[str, Any]:
 
     signals = session.execute(delete(TasteSignal).where(TasteSignal.resident_id == resident.id)).rowcount
     session.execute(delete(ResidentTaste).where(ResidentTaste.resident_id == resident.id))
+    # group memberships name the diner's external_userid; the next group sync re-reads WeCom
+    session.execute(delete(GroupMember).where(GroupMember.resident_id == resident.id))
     tags = session.execute(delete(ResidentTag).where(ResidentTag.resident_id == resident.id)).rowcount
 
     closed = 0
