@@ -19,6 +19,7 @@ from campaigns.services.audience import AudienceRule, scope_store_ids
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from coupons.models import CouponTemplate, FundedBy, TemplateStatus
+from merchants.models import ReviewStatus, Store
 from merchants.services.regions import circle_ids_within
 
 S = CampaignState
@@ -118,6 +119,13 @@ def _check(session: Session, data: CampaignInput, merchant_id: int | None, regio
             raise Invalid("a regional campaign hands out platform-funded templates only")
     if len(templates) != len(ids):
         raise NotFound("template")
+    if region_id is not None:  # platform-funded, and redeemable somewhere in the region
+        circles = circle_ids_within(session, [region_id]) or {-1}
+        local = set(session.scalars(select(Store.merchant_id).where(
+            Store.circle_id.in_(circles), Store.status == ReviewStatus.approved,
+            Store.merchant_id.in_({t.merchant_id for t in templates}))))
+        if any(t.merchant_id not in local for t in templates):
+            raise NotFound("template")
     if data.send_until <= data.send_from:
         raise Invalid("send window: the end comes after the start")
     if data.send_until - data.send_from > timedelta(days=MAX_WINDOW_DAYS):

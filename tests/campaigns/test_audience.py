@@ -8,14 +8,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from accounts.models import Role, User
 from campaigns.models import Campaign, CampaignState, Push, PushStatus
 from campaigns.services import AudienceRule, CampaignInput, audience, budget, create_campaign, preview
 from core.db import db, utcnow
 from core.errors import Invalid, NotFound
-from coupons.models import TemplateStatus
+from coupons.models import FundedBy, TemplateStatus
+from merchants.models import Region
 from residents import taste
-from residents.services import refresh_reachable
 from residents.models import ContactRelationship, RelationshipStatus, Resident, ResidentTaste, SignalSource
+from residents.services import refresh_reachable
 from tests.support.coupons import make_shop, make_template, tx
 from tests.support.residents import make_circle, make_member, open_contact, resident_with_contact
 
@@ -216,3 +218,30 @@ def test_contacts_of_chosen_stores_and_recent_adds(app, shop):
     assert ids(only_other) == {there}
     assert ids(recent) == {here, there}
     assert old not in ids(recent)
+
+
+def test_a_regional_campaign_hands_out_platform_coupons_redeemable_in_its_region(app, shop):
+    platform = make_template(shop, name="平台券", valid_from=None, valid_until=None, valid_days=30,
+                             funded_by=FundedBy.platform)
+    own = make_template(shop, name="商户券", valid_from=None, valid_until=None, valid_days=30)
+    with tx() as session:
+        here = session.get(Region, shop.store.circle_id).parent_id
+        elsewhere = make_circle(session).parent_id  # another city: the shop has no store there
+        manager = User(username="mgr-audience", password_hash="x", role=Role.manager)
+        manager.regions = [session.get(Region, here), session.get(Region, elsewhere)]
+        session.add(manager)
+        session.flush()
+        manager_id = manager.id
+    start, end = window()
+
+    def attempt(template_id, region_id):
+        with tx() as session:
+            data = CampaignInput(name="区域", message="m", reason="r", template_ids=[template_id],
+                                 send_from=start, send_until=end)
+            return create_campaign(session, session.get(User, manager_id), data, region_id=region_id)
+
+    assert attempt(platform.id, here).region_id == here
+    with pytest.raises(Invalid):
+        attempt(own.id, here)  # the merchant pays for its own coupons, not the platform
+    with pytest.raises(NotFound):
+        attempt(platform.id, elsewhere)  # not redeemable anywhere in that region
