@@ -37,8 +37,10 @@ RETRYABLE_ERRORS = frozenset({-1, 45009, 45033})
 #: JSON); it is WeCom's own "system busy" code, so callers treat both as "try again later".
 LOCAL_ERRCODE = -1
 #: Calls that create something WeCom cannot de-duplicate: after a request may have reached
-#: WeCom (read timeout, dropped connection) a retry could create a second mass-message task,
-#: so those failures are raised instead. Connection failures are still retried.
+#: WeCom (read timeout, dropped connection, a gateway's 5xx, errcode -1) a retry could create
+#: a second mass-message task, so those failures are raised for the caller to settle (the
+#: campaign dispatcher looks for the task first). Connection failures, 45009 and 45033 (refused
+#: before any work) are still retried.
 NOT_REPEATABLE = frozenset({"externalcontact/add_msg_template"})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -363,7 +365,9 @@ class WeComClient:
                     token_refreshed = True
                     self.token_store.invalidate(token)
                     continue
-                retry = errcode in RETRYABLE_ERRORS
+                # a refusal before any work (rate, concurrency) may be repeated; -1 ("busy")
+                # may come after a task was created, so a NOT_REPEATABLE call raises it
+                retry = errcode in RETRYABLE_ERRORS and (path not in NOT_REPEATABLE or errcode != LOCAL_ERRCODE)
             if not retry or attempt >= self.max_retries:
                 raise error from error.__cause__
             delay = self._backoff(attempt)
@@ -390,12 +394,13 @@ class WeComClient:
         status = response.status_code
         if status >= 400:
             log.debug("wecom %s %s http %s (%.0f ms)", method, path, status, _ms(started))
-            retry = status >= 500 or status == 429
+            # a gateway's 5xx may hide a task WeCom created: not repeated for NOT_REPEATABLE
+            retry = status == 429 or (status >= 500 and path not in NOT_REPEATABLE)
             raise _local_error(f"HTTP {status}", path, None, retry=retry)
         try:
             data = response.json()
         except ValueError as exc:
-            raise _local_error(f"invalid JSON (HTTP {status})", path, exc, retry=True) from exc
+            raise _local_error(f"invalid JSON (HTTP {status})", path, exc, retry=path not in NOT_REPEATABLE) from exc
         if not isinstance(data, dict):
             raise _local_error(f"unexpected response (HTTP {status})", path, None, retry=False)
         log.debug("wecom %s %s errcode=%s (%.0f ms)", method, path, data.get("errcode", 0), _ms(started))

@@ -9,7 +9,18 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from sqlalchemy import select
 
 from wecom.simulator import groups, ids, messaging, services
-from wecom.simulator.models import Callback, ContactWay, Follow, GroupChat, Member, WechatUser, WelcomeCode
+from wecom.simulator.models import (
+    Callback,
+    ContactWay,
+    Follow,
+    GroupChat,
+    MassMessage,
+    MassTarget,
+    MassTask,
+    Member,
+    WechatUser,
+    WelcomeCode,
+)
 from wecom.simulator.seed import seed
 from wecom.simulator.services import ActionError
 
@@ -165,6 +176,50 @@ def contacts():
             {"userid": f.userid, "external_userid": f.external_userid, "status": f.status, "state": f.state,
              "tag_ids": f.tag_ids, "remark": f.remark} for f in rows
         ]})
+
+
+@bp.post("/contacts")
+def contacts_add():
+    """``{"userid": "zhangwei", "wechat_users": [...], "state": "…"}``: these WeChat users are
+    now the member's customers, with no add event (seeding a neighbourhood for load tests).
+    Existing relationships are left as they are."""
+    body, sim = _body(), _sim()
+    handles = body.get("wechat_users")
+    if not isinstance(handles, list) or not handles or len(handles) > MAX_NEW_USERS:
+        raise ActionError(f"wechat_users: 1..{MAX_NEW_USERS} 个微信号")
+    with sim.transaction() as session:
+        member = session.get(Member, str(body.get("userid") or ""))
+        if member is None:
+            raise ActionError("没有这个成员")
+        users = session.scalars(select(WechatUser).where(WechatUser.id.in_([str(h) for h in handles]))).all()
+        known = set(session.scalars(select(Follow.external_userid).where(
+            Follow.userid == member.userid, Follow.external_userid.in_([u.external_userid for u in users]))))
+        now = sim.now()
+        for user in users:
+            if user.external_userid not in known:
+                session.add(Follow(userid=member.userid, external_userid=user.external_userid, createtime=now,
+                                   state=str(body.get("state") or "")[:30]))
+    return jsonify({"ok": True, "added": len(users) - len(known), "unknown": len(set(handles)) - len(users)})
+
+
+@bp.get("/mass_messages")
+def mass_messages():
+    """Every mass message with its tasks and recipients: WeCom's own record of who was sent
+    what by whom (what a crash test judges duplicates and gaps by)."""
+    with _sim().reading() as session:
+        messages = session.scalars(select(MassMessage).order_by(MassMessage.created_at, MassMessage.msgid)).all()
+        tasks = session.scalars(select(MassTask).order_by(MassTask.id)).all()
+        targets = session.scalars(select(MassTarget).order_by(MassTarget.id)).all()
+        by_task: dict[tuple[str, str], list[dict]] = {}
+        for t in targets:
+            by_task.setdefault((t.msgid, t.userid), []).append(
+                {"external_userid": t.external_userid, "chat_id": t.chat_id, "status": t.status})
+        out = {m.msgid: {"msgid": m.msgid, "chat_type": m.chat_type, "created_at": m.created_at, "text": m.text,
+                         "attachments": m.attachments, "tasks": []} for m in messages}
+        for task in tasks:
+            out[task.msgid]["tasks"].append({"userid": task.userid, "status": task.status, "cancelled": task.cancelled,
+                                             "targets": by_task.get((task.msgid, task.userid), [])})
+        return jsonify({"mass_messages": list(out.values())})
 
 
 @bp.get("/groups")

@@ -79,15 +79,29 @@ def dispatch(api_path: str) -> Response:
 
 def _call(sim, api_path: str) -> Response:
     fault = sim.faults.take(api_path)
+    if fault and fault.get("after"):  # WeCom did the work; the answer never reached the caller
+        _carry_out(sim, api_path)
+        return _faulty(fault) or _error(-1, "simulated fault after the call")
     if fault:
-        if fault.get("latency_ms"):
-            time.sleep(fault["latency_ms"] / 1000)
-        if fault.get("http_status"):
-            status = fault["http_status"]
-            return Response(f"<html><body><h1>{status}</h1>simulated upstream failure</body></html>",
-                            status=status, content_type="text/html")
-        if "errcode" in fault:
-            return _error(fault["errcode"], "simulated fault")
+        answer = _faulty(fault)
+        if answer is not None:
+            return answer
+    return _carry_out(sim, api_path)
+
+
+def _faulty(fault: dict) -> Response | None:
+    if fault.get("latency_ms"):
+        time.sleep(fault["latency_ms"] / 1000)
+    if fault.get("http_status"):
+        status = fault["http_status"]
+        return Response(f"<html><body><h1>{status}</h1>simulated upstream failure</body></html>",
+                        status=status, content_type="text/html")
+    if "errcode" in fault:
+        return _error(fault["errcode"], "simulated fault")
+    return None
+
+
+def _carry_out(sim, api_path: str) -> Response:
     handler = HANDLERS.get(api_path)
     if handler is None:
         return _error(48001, f"unknown api {api_path}")

@@ -36,6 +36,8 @@ class Faults:
         for key in FAULT_KINDS:
             if key in item:
                 item[key] = int(item[key])
+        if spec.get("after"):  # the call is carried out, then its answer is lost on the way back
+            item["after"] = True
         if "path" in item:
             item["path"] = str(item["path"]).strip("/").removeprefix("cgi-bin/")
         item["times"] = int(spec.get("times", 1))
