@@ -26,7 +26,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Flask, g
+from flask import Flask, abort, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from core.config import refuse_demo_secrets
@@ -50,6 +50,16 @@ def init_app(app: Flask) -> None:
     handler_hashes = inline_handler_hashes(Path(app.root_path, app.template_folder or "templates"))
 
     app.add_template_global(csp_nonce)
+
+    @app.before_request
+    def _refuse_nul_bytes():
+        """No text we keep holds a NUL (PostgreSQL refuses one in any string): a form or
+        query value carrying one is a client's error, said as such, not a 500 later."""
+        if any("\x00" in v for v in request.args.values()) or (
+            request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+            and any("\x00" in v for v in request.form.values())
+        ):
+            abort(400, description="NUL byte in a form or query value")
 
     @app.after_request
     def _security_headers(response):

@@ -160,7 +160,8 @@ def test_ids_in_range_that_name_nothing_are_404(world, ids):
 @given(value=st.one_of(OUT_OF_RANGE.map(str), st.sampled_from(ABSURD)))
 def test_query_string_ids_out_of_range_are_ignored(world, value):
     resp = world.clients["owner"].get("/portal/transfers/", query_string={"store_id": value})
-    assert resp.status_code in (200, 404), resp.status_code
+    # ignored; a NUL byte anywhere in a form or query is refused up front (400)
+    assert resp.status_code in ((200, 404, 400) if "\x00" in value else (200, 404)), resp.status_code
 
 
 def test_parse_id():
