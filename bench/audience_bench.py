@@ -2,7 +2,7 @@
 
 Seeds N residents (``--residents``, default 1,000,000) with taste profiles, relationships to
 200 members across 2,000 stores in 40 business circles (1 in 8 residents with a second store,
-3 % closed, 2 % opted out, 0.5 % erased), and a month of earlier pushes for 1 in 5 residents;
+3 % closed, 2 % opted out, 0.5 % erased), and an earlier message this month for 1 in 5 residents;
 then times ``campaigns.services.preview`` (the count, the excluded counts by reason and a
 masked sample, in SQL) for typical campaigns: a merchant's 川菜 campaign over its stores, a
 regional campaign over every circle, and "all of 川菜 and 火锅 at weight 2".
@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import text  # noqa: E402
 
 from bench.common import bench_app  # noqa: E402
-from campaigns.models import Campaign, CampaignState, Channels  # noqa: E402
+from campaigns.models import Campaign, CampaignState, Channels, ChunkState, PlanRound, SendChunk  # noqa: E402
 from campaigns.services import budget, preview  # noqa: E402
 from core.db import db  # noqa: E402
 from core.txn import transaction  # noqa: E402
@@ -105,11 +105,18 @@ def seed(n: int) -> dict:
                            send_until=now - timedelta(days=4), state=CampaignState.done)
         session.add(earlier)
         session.flush()
-        day = budget.local_day(now).isoformat()
-        day = f"CAST('{day}' AS date)" if dialect == "postgresql" else f"'{day}'"
+        day = budget.local_day(now)
+        round_ = PlanRound(state="planned", local_day=day, started_at=now, heartbeat_at=now)
+        session.add(round_)
+        session.flush()
+        chunk = SendChunk(round_id=round_.id, member_id=member0, card_set=str(earlier.id), number=0, size=n // 5,
+                          token="bench-earlier", state=ChunkState.confirmed)
+        session.add(chunk)
+        session.flush()
+        day_sql = f"CAST('{day.isoformat()}' AS date)" if dialect == "postgresql" else f"'{day.isoformat()}'"
         session.execute(text(
-            f"INSERT INTO pushes (campaign_id, resident_id, local_day, status, score, created_at)"
-            f" SELECT {earlier.id}, i, {day}, 'sent', 0, {ts} FROM {series(dialect, n)} WHERE i % 5 = 0"))
+            f"INSERT INTO deliveries (chunk_id, resident_id, local_day, status)"
+            f" SELECT {chunk.id}, i, {day_sql}, 'sent' FROM {series(dialect, n)} WHERE i % 5 = 0"))
     if dialect == "postgresql":
         # a table in service has been vacuumed: set the hint bits and the statistics once
         # here, not in the first timed previews

@@ -1,10 +1,12 @@
-"""Campaigns, their state history and the push ledger that every cap counts.
+"""Campaigns, their state history, the planner's decisions and the send ledger.
 
-The ledger has one row per (campaign, resident): a unique key, not a check in Python, keeps
-two planners (or a replayed job) from counting or sending one campaign to a diner twice —
-Mautic's duplicate sends (#9880) come from an exclusion query with no key behind it. Rows
-carry the local day (Asia/Shanghai) they count for, so calendar caps (per day, week, month)
-are ranges over an index."""
+``pushes`` has one row per (campaign, resident): a unique key, not a check in Python, keeps
+two planners (or a replayed job) from deciding — and so sending — one campaign to a diner
+twice (Mautic's duplicate sends, #9880, come from an exclusion query with no key behind it).
+A matched push points at its ``delivery``: one message to one resident, carrying the cards of
+every campaign planned with it (a digest). Deliveries are what every cap counts, by the local
+day (Asia/Shanghai) they count for, so calendar caps are ranges over an index. Deliveries sit
+in ``send_chunks``, one per WeCom task, written before WeCom is called."""
 from __future__ import annotations
 
 import enum
@@ -71,6 +73,10 @@ class Campaign(Base):
     quiet_end: Mapped[int] = mapped_column(Integer, default=9 * 60)
     state: Mapped[CampaignState] = mapped_column(_enum(CampaignState), default=CampaignState.draft, index=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The planning round that decided its audience (campaigns due at one tick plan together).
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("plan_rounds.id", ondelete="SET NULL"), index=True)
+    # Send errors so far; the campaign pauses itself at CAMPAIGN_MAX_SEND_ERRORS.
+    send_errors: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -116,20 +122,20 @@ class CampaignTransition(Base):
     campaign: Mapped[Campaign] = relationship(back_populates="transitions")
 
 
-class PushStatus(str, enum.Enum):
-    planned = "planned"  # counts against every cap from the moment it is planned
-    sent = "sent"  # WeCom says delivered (status 1)
-    over_quota = "over_quota"  # WeCom refused: the diner's receive quota was used (status 3)
-    not_contact = "not_contact"  # WeCom: no longer a contact (status 2); does not count
-    released = "released"  # cancelled or never sent; does not count
+class Decision(str, enum.Enum):
+    """What the planner decided for one (campaign, resident): the diner's and the portal's "why"."""
 
-
-# Rows in these states use up a slot of every cap (WeCom counted status 3 too).
-COUNTING = (PushStatus.planned, PushStatus.sent, PushStatus.over_quota)
+    matched = "matched"  # a card in the resident's digest
+    outbid = "outbid"  # wanted, but other campaigns' cards were more interesting (or fairer)
+    capped = "capped"  # no slot left under WeCom's quota, our monthly cap or the diner's own
+    opted_out = "opted_out"  # "quiet me": off
+    unreachable = "unreachable"  # no open relationship with any member
+    erased = "erased"
 
 
 class Push(Base):
-    """One campaign push to one resident (private chat) or one group: the budget's ledger."""
+    """One campaign's decision about one resident (private chat) or one group, and the message
+    (``delivery``) that carries its card when it was matched."""
 
     __tablename__ = "pushes"
 
@@ -137,8 +143,8 @@ class Push(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"))
     chat_id: Mapped[str | None] = mapped_column(String(64))  # a customer group
-    local_day: Mapped[date] = mapped_column(Date)  # the Asia/Shanghai day the push counts for
-    status: Mapped[PushStatus] = mapped_column(_enum(PushStatus), default=PushStatus.planned)
+    decision: Mapped[Decision] = mapped_column(_enum(Decision), default=Decision.matched)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"), index=True)
     score: Mapped[float] = mapped_column(Float, default=0.0)  # predicted interest when planned
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -146,6 +152,129 @@ class Push(Base):
         CheckConstraint("(resident_id IS NULL) <> (chat_id IS NULL)", name="one_target"),
         UniqueConstraint("campaign_id", "resident_id", name="uq_pushes_campaign_resident"),
         UniqueConstraint("campaign_id", "chat_id", name="uq_pushes_campaign_chat"),
-        Index("ix_pushes_resident_day", "resident_id", "local_day"),
-        Index("ix_pushes_chat_day", "chat_id", "local_day"),
+        Index("ix_pushes_resident", "resident_id"),
     )
+
+
+class DeliveryStatus(str, enum.Enum):
+    planned = "planned"  # counts against every cap from the moment it is planned
+    sent = "sent"  # WeCom: delivered (status 1)
+    over_quota = "over_quota"  # WeCom refused: the receive quota was used (status 3); counts
+    not_contact = "not_contact"  # WeCom: no longer a contact (status 2); does not count
+    unsent = "unsent"  # cancelled, expired unconfirmed, or the member left them out; does not count
+
+
+# Messages in these states use up a slot of every cap (WeCom counts status 3 too).
+COUNTING = (DeliveryStatus.planned, DeliveryStatus.sent, DeliveryStatus.over_quota)
+
+
+class PlanRound(Base):
+    """One planning run over the campaigns due at one clock tick: planned together, so their
+    cards share digests and compete for the same slots. The audience is walked by resident id
+    up to a bound frozen at the start (``upper_id``); ``cursor_id`` is the last id whose
+    decisions are stored, so a killed planner resumes where it stopped."""
+
+    __tablename__ = "plan_rounds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="planning")  # planning | planned
+    upper_id: Mapped[int] = mapped_column(Integer, default=0)
+    cursor_id: Mapped[int] = mapped_column(Integer, default=0)
+    local_day: Mapped[date] = mapped_column(Date)  # the day its messages count for
+    min_calls: Mapped[int] = mapped_column(Integer, default=0)  # Σ ⌈recipients / 10,000⌉
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class ChunkState(str, enum.Enum):
+    filling = "filling"  # the planner is still adding recipients
+    planned = "planned"  # complete, waiting for its turn (window, quiet hours)
+    claimed = "claimed"  # a worker holds its lease and may be calling WeCom right now
+    submitted = "submitted"  # WeCom created the task (``msgid``); the member must confirm
+    confirmed = "confirmed"  # the member sent it and every recipient got it
+    partial = "partial"  # sent, but some recipients did not get it (not a contact, over quota)
+    failed = "failed"  # WeCom refused it for good (``errcode``)
+    cancelled = "cancelled"  # withdrawn before the member confirmed (or never handed over)
+
+
+OPEN_CHUNK_STATES = (ChunkState.filling, ChunkState.planned, ChunkState.claimed)
+FINAL_CHUNK_STATES = (ChunkState.confirmed, ChunkState.partial, ChunkState.failed, ChunkState.cancelled)
+
+
+class SendChunk(Base):
+    """One ``add_msg_template`` task: one sending member, one card set (the campaigns whose
+    cards the message carries), at most 10,000 diners or 2,000 groups (its deliveries).
+
+    The row exists before WeCom is called and records every step after: claimed (with a lease
+    and a claim token), submitted (the ``msgid``), then what the member and WeCom did. The
+    ``token`` is in every card's link, so a worker that died between the call and storing the
+    msgid finds its task again in ``get_groupmsg_list_v2`` by content instead of calling twice."""
+
+    __tablename__ = "send_chunks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("plan_rounds.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    card_set: Mapped[str] = mapped_column(String(120))  # campaign ids, best first: "12,7"
+    chat_type: Mapped[str] = mapped_column(String(8), default="single")  # single (diners) | group (chat_id_list)
+    number: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[ChunkState] = mapped_column(_enum(ChunkState), default=ChunkState.filling)
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far
+    calls: Mapped[int] = mapped_column(Integer, default=0)  # add_msg_template calls made for it
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None]
+    first_claimed_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    msgid: Mapped[str | None] = mapped_column(String(128), index=True)
+    submitted_at: Mapped[datetime | None]
+    tracked_at: Mapped[datetime | None]
+    reminders: Mapped[list] = mapped_column(JSON, default=list)  # when we reminded (epoch seconds)
+    errcode: Mapped[int | None]
+    error: Mapped[str] = mapped_column(String(300), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("round_id", "member_id", "chat_type", "card_set", "number", name="uq_send_chunks_key"),
+        Index("ix_send_chunks_state", "state"),
+    )
+
+
+class Delivery(Base):
+    """One message (a digest of one or more cards) to one resident or one group, in one chunk:
+    the ledger every cap counts, and WeCom's per-recipient answer once the member has sent."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(ForeignKey("send_chunks.id", ondelete="CASCADE"), index=True)
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("residents.id", ondelete="CASCADE"))
+    chat_id: Mapped[str | None] = mapped_column(String(64))
+    local_day: Mapped[date] = mapped_column(Date)  # the Asia/Shanghai day it counts for
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.planned)
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("(resident_id IS NULL) <> (chat_id IS NULL)", name="one_target"),
+        UniqueConstraint("chunk_id", "resident_id", name="uq_deliveries_chunk_resident"),
+        Index("ix_deliveries_resident_day", "resident_id", "local_day"),
+        Index("ix_deliveries_chat_day", "chat_id", "local_day"),
+    )
+
+
+class CampaignClaim(Base):
+    """A coupon a diner claimed on a campaign's claim page (``/m/o/<campaign>``): which
+    campaign it came from and the send chunk's ``token`` from the card's link (``?k=``),
+    kept for attribution only. One row per coupon."""
+
+    __tablename__ = "campaign_claims"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    coupon_id: Mapped[int] = mapped_column(ForeignKey("coupons.id"), unique=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("coupon_templates.id"))
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    token: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,7 +7,7 @@ Thin views: parse a form, call ``campaigns.services``, render. The one tenant lo
 errors go back on the form (400) or into a flash, never a 500."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -19,6 +19,7 @@ from accounts.models import Role, User
 from campaigns import services as svc
 from campaigns.forms import CHANNEL_LABELS, MATCH_LABELS, CampaignForm, error_text
 from campaigns.models import Campaign, CampaignState
+from campaigns.services import dispatch
 from campaigns.services.audience import REASONS
 from core.db import db
 from core.errors import Conflict, Invalid, NotFound
@@ -49,6 +50,11 @@ ACTIONS = {
     "cancel": (svc.cancel, _l("活动已取消"), {S.draft, S.scheduled, S.planning, S.sending, S.tracking, S.paused}),
 }
 ACTION_LABELS = {"launch": _l("启动"), "pause": _l("暂停"), "resume": _l("继续"), "cancel": _l("取消")}
+STAGE_LABELS = {
+    "planned": _l("已安排"), "tasks": _l("已建任务"), "confirmed": _l("员工已确认"), "delivered": _l("已送达"),
+    "claimed": _l("已领取"), "redeemed": _l("已核销"),
+}
+LIVE = {S.planning, S.sending, S.tracking}  # the progress bar refreshes itself in these states
 
 
 @bp.app_context_processor
@@ -173,12 +179,26 @@ def detail(campaign_id: int):
     place_model = Store if rule.store_ids else Region
     places = db.session.scalars(select(place_model.name).where(place_model.id.in_(place_ids or [-1]))).all()
     actions = [(name, ACTION_LABELS[name]) for name, (_fn, _msg, states) in ACTIONS.items() if campaign.state in states]
+    progress = dispatch.progress(db.session, campaign)
     return render_template(
-        "campaigns/detail.html", campaign=campaign, preview=preview, reasons=[(r, REASON_LABELS[r]) for r in REASONS],
+        "campaigns/detail.html", campaign=campaign, preview=preview, progress=progress,
+        stages=[(code, STAGE_LABELS[code], n) for code, n in progress.stages()], live=campaign.state in LIVE, reasons=[(r, REASON_LABELS[r]) for r in REASONS],
         users=users, rule=rule, places=places, templates=_template_names(campaign), actions=actions,
         channel_label=CHANNEL_LABELS.get(campaign.channels), match_label=MATCH_LABELS.get(rule.match),
         cuisines=[CUISINES.get(c, c) for c in rule.cuisines], local_time=local_time, csrf_form=CsrfForm(),
     )
+
+
+@bp.get("/<int:campaign_id>/progress.json")
+@require_role(*ROLES)
+def progress_json(campaign_id: int):
+    """What the detail page's progress bar polls while the campaign runs."""
+    campaign = svc.get_campaign_for(db.session, current_user, campaign_id)
+    p = dispatch.progress(db.session, campaign)
+    return jsonify({"state": campaign.state.value, "state_label": str(STATE_LABELS[campaign.state]),
+                    "live": campaign.state in LIVE, "stages": dict(p.stages()), "tasks_min": p.tasks_min,
+                    "calls": p.calls, "outbid": p.outbid, "capped": p.capped, "excluded": p.excluded,
+                    "not_delivered": p.not_delivered})
 
 
 @bp.post("/<int:campaign_id>/<action>")

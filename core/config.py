@@ -106,6 +106,13 @@ class Settings:
     # WeCom's receive quota rule (as the simulator's: days/month, 7/week, 1/day, 4/month).
     CAMPAIGN_MONTHLY_CAP: int = 4
     WECOM_PUSH_QUOTA_RULE: str = "days/month"
+    # Campaign dispatch: how long a worker holds a chunk before another may take it over (and
+    # look for the task it may have created), how often submitted tasks are polled, when a
+    # member who has not confirmed is reminded, and after how many refusals a campaign pauses.
+    CAMPAIGN_LEASE_SECONDS: int = 120
+    CAMPAIGN_TRACK_SECONDS: int = 60
+    CAMPAIGN_REMIND_AFTER_MINUTES: int = 120
+    CAMPAIGN_MAX_SEND_ERRORS: int = 5
     # ``linli run``: RQ workers that take only the ``high`` queue (welcomes), beside the one
     # worker for every queue; 2 hold a burst of 20 adds per second on two cores (README).
     LINLI_WORKERS: int = 2

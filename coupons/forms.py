@@ -8,6 +8,7 @@ import re
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     HiddenField,
     IntegerField,
@@ -128,6 +129,8 @@ class TemplateForm(FlaskForm):
         IntRange(1, MAX_PER_DINER, _l("每人限领 1 到 %(n)d 张", n=MAX_PER_DINER))])
     status = SelectField(_l("状态"), choices=[])
     description = TextAreaField(_l("使用说明"), validators=[Optional(), Length(max=500)])
+    claimable = BooleanField(_l("允许顾客在门店页领取"),
+                             description=_l("勾选后，认识的顾客可在门店页自己领取（受库存和每人限领约束）"))
 
     def __init__(self, *args, stores=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -157,6 +160,7 @@ class TemplateForm(FlaskForm):
             per_diner_limit=self.per_diner_limit.data or 0,
             status=TemplateStatus(self.status.data),
             description=self.description.data or "",
+            claimable=bool(self.claimable.data),
         )
 
     def fill(self, t: CouponTemplate) -> None:
@@ -174,6 +178,7 @@ class TemplateForm(FlaskForm):
         self.store_ids.data = [s.id for s in t.stores]
         self.total_stock.data, self.per_diner_limit.data = t.total_stock, t.per_diner_limit
         self.status.data, self.description.data = t.status.value, t.description
+        self.claimable.data = t.claimable
 
     def show_errors(self, errors: dict) -> None:
         """Put a ``TemplateError``'s messages on the fields they name (else on the form)."""

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -101,6 +102,8 @@ class CouponTemplate(Base):
         _enum(TemplateStatus), default=TemplateStatus.draft, index=True
     )
     description: Mapped[str] = mapped_column(Text, default="")
+    # the merchant lets diners claim it themselves on the store page (/m/s/<id>)
+    claimable: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

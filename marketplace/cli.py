@@ -18,6 +18,7 @@ from flask.cli import FlaskGroup
 
 from accounts.services import AccountError, create_admin
 from campaigns.models import Campaign
+from campaigns.services import dispatch
 from campaigns.services import preview as campaign_preview
 from core.config import DEFAULT_INSTANCE, ROOT, Settings
 from core.db import db
@@ -247,7 +248,8 @@ def campaign_group() -> None:
 @click.argument("campaign_id", type=int)
 def campaign_status(campaign_id: int) -> None:
     """Print a campaign: its state and window, its audience now (eligible, excluded by
-    reason) and every state change with who and when."""
+    reason), once planned its progress (planned, tasks, confirmed, delivered, claimed,
+    redeemed) and WeCom calls against the fewest possible, and every state change."""
     with transaction(db.session) as session:
         campaign = session.get(Campaign, campaign_id)
         if campaign is None:
@@ -260,6 +262,12 @@ def campaign_status(campaign_id: int) -> None:
         result = campaign_preview(session, campaign)
         excluded = ", ".join(f"{reason} {n}" for reason, n in result.excluded.items())
         click.echo(f"  audience {result.eligible} eligible; excluded: {excluded}")
+        if campaign.round_id:
+            p = dispatch.progress(session, campaign)
+            click.echo("  progress " + ", ".join(f"{name} {n}" for name, n in p.stages()))
+            click.echo(f"  wecom    {p.tasks} task(s) (fewest possible in its round {p.tasks_min}), {p.calls} call(s);"
+                       f" not delivered {p.not_delivered}; outbid {p.outbid}, capped {p.capped},"
+                       f" excluded {p.excluded}")
         for t in campaign.transitions:
             frm = t.from_state.value if t.from_state else "—"
             who = f"user {t.user_id}" if t.user_id else "system"

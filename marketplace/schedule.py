@@ -42,6 +42,8 @@ SCHEDULE: tuple[Periodic, ...] = (
     # Customer handovers: poll WeCom for results until every customer has moved.
     # Customer groups: the full list once an hour (events keep them current in between).
     Periodic("groups.sync", "residents.jobs.sync_all_groups", 3600, QUEUE_DEFAULT),
+    # Campaigns: rounds to plan, chunks to send, tasks to track, states to move (rows, not timers).
+    Periodic("campaigns.tick", "campaigns.jobs.tick", 30, QUEUE_DEFAULT),
     Periodic("transfers.poll", "residents.transfers.jobs.poll_running_transfers", 120, QUEUE_DEFAULT),
 )
 

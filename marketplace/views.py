@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template
 
+from campaigns import mobile as campaign_mobile
 from campaigns import views as campaign_views
 from coupons import views as coupon_views
 from marketplace import admin
@@ -40,3 +41,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(resident_views.bp)
     app.register_blueprint(transfer_views.bp)
     app.register_blueprint(campaign_views.bp)
+    app.register_blueprint(campaign_mobile.bp)

@@ -1,5 +1,6 @@
 """Diner mobile pages under /m/: my coupons, a coupon to show at the till, the taste survey,
-"quiet me", a store's page, and the WeChat OAuth callback.
+"quiet me", a store's page (with the coupons a known diner may claim there), and the WeChat
+OAuth callback.
 
 Who the diner is comes from ``identity`` (WeChat OAuth or a single-use sign-in); a welcome
 card's coupon link opens that one coupon's page and nothing else. Every coupon lookup is
@@ -10,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -29,6 +31,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import HTTPException
 from wtforms import IntegerField, RadioField, SelectChoice, SelectMultipleField
 from wtforms.validators import InputRequired, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -43,7 +46,7 @@ from coupons import services as coupon_svc
 from coupons.models import Coupon, CouponStatus, CouponTemplate
 from coupons.views import desk_url, qr_data_uri
 from merchants.models import CUISINES, Merchant, ReviewStatus, Store
-from residents import identity, preferences, services
+from residents import claims, identity, preferences, services
 from wecom.oauth import WeChatOAuthError
 
 bp = Blueprint("residents", __name__, url_prefix="/m")
@@ -312,16 +315,48 @@ def _hours_rows(opening_hours: dict) -> list[tuple[str, str]]:
     return [(str(labels[a]) if a == b else _("%(a)s至%(b)s", a=labels[a], b=labels[b]), text) for a, b, text in rows]
 
 
+class ClaimForm(FlaskForm):
+    """Only the CSRF token: the 领取 buttons post to ``/m/s/<store>/claim/<template>``."""
+
+
 @bp.get("/s/<int:store_id>")
 def store(store_id: int):
     """A store's page, for anyone (it is shared and forwarded); a known diner also sees the
-    coupons they hold here."""
+    coupons they hold here and may claim the ones the merchant lets diners take."""
     s = db.session.get(Store, store_id)
     if s is None or s.status != ReviewStatus.approved:
         abort(404)
+    return _store_page(s)
+
+
+@bp.post("/s/<int:store_id>/claim/<int:template_id>")
+def claim(store_id: int, template_id: int):
+    """A known diner claims a coupon on the store page; the coupon's page on success, the
+    store page with the reason otherwise (409; 403 for a diner we do not know)."""
+    s = claims.approved_store(db.session, store_id)
+    if not ClaimForm().validate_on_submit():
+        abort(400)
+    resident = identity.active_resident(db.session, identity.current_resident_id())
+    if resident is None:
+        flash(_("请先到店扫码添加店员，之后就能在这里领取优惠券。"), "error")
+        return _store_page(s), 403
+    try:
+        with transaction(db.session) as session:
+            coupon = claims.claim_at_store(session, s.id, template_id, resident, _now())
+            code = coupon.short_code
+    except (claims.ClaimRefused, coupon_svc.IssueError) as exc:
+        flash(str(exc.message), "error")
+        return _store_page(claims.approved_store(db.session, store_id)), 409
+    flash(_("领取成功，到店出示券码即可使用"), "ok")
+    return redirect(url_for(".coupon", short_code=code))
+
+
+def _store_page(s: Store):
     now = _now()
     offers = coupon_svc.templates_for_store(db.session, s, active_on=local(now).date())
     resident = identity.active_resident(db.session, identity.current_resident_id())
+    claimable = {t.id for t in offers if claims.claimable_at(t, s, now)}
+    taken = claims.held_counts(db.session, resident.id, sorted(claimable)) if resident is not None else {}
     mine: list[CouponView] = []
     if resident is not None:
         held = db.session.scalars(
@@ -337,10 +372,51 @@ def store(store_id: int):
     return render_template(
         "residents/store.html", store=s, merchant=s.merchant, offers=offers, mine=mine,
         hours=_hours_rows(s.opening_hours or {}) if s.opening_hours else None,
+        claimable=claimable, taken=taken, known=resident is not None, claim_form=ClaimForm(),
     )
 
 
 # ---------------------------------------------------------------- WeChat OAuth
+
+STRANGER_KEY = "oauth_stranger"  # the page WeChat OAuth just sent a diner we do not know back to
+
+
+def greets_strangers(view):
+    """Mark a diner page (GET) that answers a WeChat user we do not know itself, such as a
+    campaign's claim page showing its store's contact-me code: the OAuth callback sends such a
+    visitor back to it, once, instead of to the "we don't know you yet" page."""
+    view.greets_strangers = True
+    return view
+
+
+def stranger_returned() -> bool:
+    """True on the page the OAuth callback just sent a visitor we do not know back to (once:
+    opening it again asks WeChat again, so a diner who has since added the staff is found)."""
+    return web_session.pop(STRANGER_KEY, None) == request.path
+
+
+def _stranger_page(path: str) -> str | None:
+    """The path of ``path`` when its view greets strangers and has not just been sent one
+    that it did not take (no redirect loop); else None."""
+    target = urlsplit(path).path
+    try:
+        endpoint, _args = current_app.url_map.bind("").match(target, method="GET")
+    except HTTPException:
+        return None
+    if not getattr(current_app.view_functions.get(endpoint), "greets_strangers", False):
+        return None
+    return target if web_session.get(STRANGER_KEY) != target else None
+
+
+def _unknown_diner(path: str):
+    """The answer when WeChat cannot tell us who this is: the page itself when it greets
+    strangers, else the friendly dead end."""
+    target = _stranger_page(path)
+    if target is None:
+        web_session.pop(STRANGER_KEY, None)
+        return identity.unknown_diner()
+    web_session[STRANGER_KEY] = target
+    return redirect(path)
 
 
 @bp.get("/oauth/callback")
@@ -355,7 +431,7 @@ def oauth_callback():
     client = identity.oauth_client()
     code = request.args.get("code", "")
     if client is None or not code:
-        return identity.unknown_diner()
+        return _unknown_diner(path)
     try:
         who = client.exchange_code(code)
     except WeChatOAuthError as exc:
@@ -366,6 +442,6 @@ def oauth_callback():
     resident = identity.resident_by_unionid(db.session, who.unionid)
     if resident is None:
         identity.forget()
-        return identity.unknown_diner()
+        return _unknown_diner(path)
     identity.remember(resident.id)
     return redirect(path)

@@ -101,18 +101,23 @@ def scope_store_ids(session: Session, campaign: Campaign, rule: AudienceRule) ->
     return list(session.scalars(stmt.order_by(Store.id)))
 
 
-def classified(session: Session, campaign: Campaign, now: datetime | None = None) -> Select:
-    """``select(resident_id, reason, name)`` over every resident the rule matches. Every
-    condition is a semi-join the planner may drive from an index (a merchant's few stores,
-    one cuisine) or a hash (a whole region); reachability is the column ``residents.reachable``."""
+def classified(session: Session, campaign: Campaign, now: datetime | None = None, *, id_range=None,
+               store_ids: list[int] | None = None) -> Select:
+    """``select(resident_id, reason, name, slots)`` over every resident the rule matches
+    (``slots``: messages they may still receive). Every condition is a semi-join the planner
+    may drive from an index (a merchant's few stores, one cuisine) or a hash (a whole region);
+    reachability is the column ``residents.reachable``. ``id_range`` (low, high] limits it to
+    one batch of the planner's walk over resident ids; ``store_ids`` the scope already known."""
     now = now or utcnow()
     rule = AudienceRule.from_dict(campaign.audience)
-    store_ids = scope_store_ids(session, campaign, rule)
+    store_ids = store_ids if store_ids is not None else scope_store_ids(session, campaign, rule)
     rel = ContactRelationship
     scoped = select(rel.resident_id).where(rel.store_id.in_(store_ids))
     if rule.added_within_days:
         scoped = scoped.where(rel.added_at >= now - timedelta(days=rule.added_within_days))
     filters = [Resident.id.in_(scoped)]
+    if id_range is not None:
+        filters.extend([Resident.id > id_range[0], Resident.id <= id_range[1]])
     if rule.cuisines:
         threshold = taste.score_threshold(rule.min_weight, now)
 
@@ -138,7 +143,8 @@ def classified(session: Session, campaign: Campaign, now: datetime | None = None
     # A few stores' contacts read only their own pushes; a region's read the month's pushes once
     # (restricting them too would hash the region's relationships a second time).
     few = len(store_ids) <= SMALL_SCOPE_STORES
-    usage = budget.usage_subquery(caps, exclude_campaign_id=campaign.id, resident_ids=scoped if few else None)
+    usage = budget.usage_subquery(caps, exclude_campaign_id=campaign.id, resident_ids=scoped if few else None,
+                                  id_range=id_range)
     reason = case(
         (Resident.erased_at.is_not(None), ERASED),
         (Resident.opted_out.is_(True), OPTED_OUT),
@@ -147,7 +153,8 @@ def classified(session: Session, campaign: Campaign, now: datetime | None = None
         else_=ELIGIBLE,
     )
     return (
-        select(Resident.id.label("resident_id"), reason.label("reason"), Resident.name.label("name"))
+        select(Resident.id.label("resident_id"), reason.label("reason"), Resident.name.label("name"),
+               budget.slots_clause(usage, Resident.monthly_cap, caps).label("slots"))
         .outerjoin(usage, usage.c.resident_id == Resident.id)
         .where(*filters)
     )

@@ -1,8 +1,8 @@
 """The budget: how many pushes a resident (or a group) may still receive, counted in SQL
-over the push ledger (``pushes``) by calendar period in Asia/Shanghai.
+over the send ledger (``deliveries``: one message, a digest, to one resident) by calendar period in Asia/Shanghai.
 
 Three caps apply at once, and a push planned by any campaign counts against all of them from
-the moment it is planned (so two campaigns planning side by side cannot both take the last
+the moment it is planned (so campaigns planned one after another cannot both take the last
 slot): WeCom's receive quota (``WECOM_PUSH_QUOTA_RULE``, the same rules as the simulator's),
 our marketing cap (``CAMPAIGN_MONTHLY_CAP`` per resident per calendar month) and the diner's
 own "quiet me" cap (``residents.monthly_cap``). WeCom's status-3 answers (over quota) count too.
@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from sqlalchemy import and_, case, func, select
 
-from campaigns.models import COUNTING, Push
+from campaigns.models import COUNTING, Delivery, Push
 from core.localtime import local
 
 QUOTA_RULES = ("days/month", "7/week", "1/day", "4/month")
@@ -73,32 +73,39 @@ def local_day(at: datetime) -> date:
     return local(at).date()
 
 
-def usage_subquery(caps: Caps, *, exclude_campaign_id: int | None = None, resident_ids=None):
-    """Per resident: counting pushes in WeCom's period (``wecom_used``) and in the calendar
-    month (``month_used``), other campaigns only when ``exclude_campaign_id`` is given, and
-    only for ``resident_ids`` (a subquery) when given, so a small audience reads only its own."""
+def usage_subquery(caps: Caps, *, exclude_campaign_id: int | None = None, resident_ids=None, id_range=None):
+    """Per resident: counting messages in WeCom's period (``wecom_used``) and in the calendar
+    month (``month_used``); without the one carrying ``exclude_campaign_id``'s card when given
+    (a campaign's own message never caps it); only for ``resident_ids`` (a subquery) or
+    residents with ids in ``id_range`` (low, high], so a small audience or one planner batch
+    reads only its own."""
+    d = Delivery
     conditions = [
-        Push.resident_id.is_not(None),
-        Push.status.in_(COUNTING),
-        Push.local_day >= caps.since,
-        Push.local_day < max(caps.wecom.end, caps.marketing.end),
+        d.resident_id.is_not(None),
+        d.status.in_(COUNTING),
+        d.local_day >= caps.since,
+        d.local_day < max(caps.wecom.end, caps.marketing.end),
     ]
     if exclude_campaign_id is not None:
-        conditions.append(Push.campaign_id != exclude_campaign_id)
+        conditions.append(~d.id.in_(
+            select(Push.delivery_id).where(Push.campaign_id == exclude_campaign_id, Push.delivery_id.is_not(None))
+        ))
     if resident_ids is not None:
-        conditions.append(Push.resident_id.in_(resident_ids))
+        conditions.append(d.resident_id.in_(resident_ids))
+    if id_range is not None:
+        conditions.extend([d.resident_id > id_range[0], d.resident_id <= id_range[1]])
 
     def within(period: Period):
-        return func.sum(case((and_(Push.local_day >= period.start, Push.local_day < period.end), 1), else_=0))
+        return func.sum(case((and_(d.local_day >= period.start, d.local_day < period.end), 1), else_=0))
 
     return (
         select(
-            Push.resident_id.label("resident_id"),
+            d.resident_id.label("resident_id"),
             within(caps.wecom).label("wecom_used"),
             within(caps.marketing).label("month_used"),
         )
         .where(*conditions)
-        .group_by(Push.resident_id)
+        .group_by(d.resident_id)
         .subquery("usage")
     )
 
@@ -111,6 +118,18 @@ def over_cap_clause(usage, monthly_cap_column, caps: Caps):
         (wecom_used >= caps.wecom.limit)
         | (month_used >= caps.marketing.limit)
         | (monthly_cap_column.is_not(None) & (month_used >= monthly_cap_column))
+    )
+
+
+def slots_clause(usage, monthly_cap_column, caps: Caps):
+    """SQL: how many more messages the resident may receive (0 or less: capped)."""
+    wecom_left = caps.wecom.limit - func.coalesce(usage.c.wecom_used, 0)
+    month_left = caps.marketing.limit - func.coalesce(usage.c.month_used, 0)
+    own_left = func.coalesce(monthly_cap_column, caps.marketing.limit) - func.coalesce(usage.c.month_used, 0)
+    return case(
+        (and_(wecom_left <= month_left, wecom_left <= own_left), wecom_left),
+        (month_left <= own_left, month_left),
+        else_=own_left,
     )
 
 

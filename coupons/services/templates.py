@@ -66,6 +66,7 @@ class TemplateSpec:
     funded_by: FundedBy = FundedBy.merchant
     status: TemplateStatus = TemplateStatus.draft
     description: str = ""
+    claimable: bool = False  # diners may claim it on the store page
 
     @classmethod
     def from_template(cls, t: CouponTemplate) -> "TemplateSpec":
@@ -75,7 +76,7 @@ class TemplateSpec:
             valid_days=t.valid_days, weekdays_mask=t.weekdays_mask, hours_start=t.hours_start,
             hours_end=t.hours_end, store_ids=[s.id for s in t.stores], total_stock=t.total_stock,
             per_diner_limit=t.per_diner_limit, funded_by=t.funded_by, status=t.status,
-            description=t.description,
+            description=t.description, claimable=t.claimable,
         )
 
 
@@ -226,7 +227,7 @@ def _apply(t: CouponTemplate, spec: TemplateSpec, stores: list[Store]) -> None:
     for name in (
         "name", "kind", "value", "min_spend_fen", "cap_fen", "valid_from", "valid_until",
         "valid_days", "weekdays_mask", "hours_start", "hours_end", "total_stock",
-        "per_diner_limit", "funded_by", "status", "description",
+        "per_diner_limit", "funded_by", "status", "description", "claimable",
     ):
         setattr(t, name, getattr(spec, name))
     t.name = spec.name.strip()

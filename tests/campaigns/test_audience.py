@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.models import Role, User
-from campaigns.models import Campaign, CampaignState, Push, PushStatus
+from campaigns.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from campaigns.services import AudienceRule, CampaignInput, audience, budget, create_campaign, preview
 from core.db import db, utcnow
 from core.errors import Invalid, NotFound
@@ -18,6 +18,7 @@ from merchants.models import Region
 from residents import taste
 from residents.models import ContactRelationship, RelationshipStatus, Resident, ResidentTaste, SignalSource
 from residents.services import refresh_reachable
+from tests.support.campaigns import sent_before
 from tests.support.coupons import make_shop, make_template, tx
 from tests.support.residents import make_circle, make_member, open_contact, resident_with_contact
 
@@ -81,22 +82,22 @@ def test_caps_count_planned_pushes_of_other_campaigns(app, shop):
     others = [campaign_for(shop, template.id) for _ in range(4)]
     with tx() as session:
         # four this month (the marketing cap): planned, sent and WeCom's "over quota" all count
-        for campaign_id, status in zip(others, [PushStatus.planned, PushStatus.sent, PushStatus.over_quota,
-                                                PushStatus.planned]):
-            session.add(Push(campaign_id=campaign_id, resident_id=busy, local_day=today, status=status))
-        session.add(Push(campaign_id=others[0], resident_id=own_cap, local_day=today))  # the diner allows one
+        for campaign_id, status in zip(others, [DeliveryStatus.planned, DeliveryStatus.sent,
+                                                DeliveryStatus.over_quota, DeliveryStatus.planned]):
+            sent_before(session, campaign_id, busy, today, status)
+        sent_before(session, others[0], own_cap, today)  # the diner allows one
     campaign_id = campaign_for(shop, template.id, cuisines=["sichuan"])
     assert look(campaign_id).excluded["capped"] == 2 and look(campaign_id).eligible == 1
-    # released pushes (cancelled, never sent) give the slot back; the campaign's own never count
+    # unsent messages (cancelled, never confirmed) give the slot back; the campaign's own never count
     with tx() as session:
-        for push in session.scalars(select(Push).where(Push.resident_id == own_cap)):
-            push.status = PushStatus.released
-        session.add(Push(campaign_id=campaign_id, resident_id=fresh, local_day=today))
+        for delivery in session.scalars(select(Delivery).where(Delivery.resident_id == own_cap)):
+            delivery.status = DeliveryStatus.unsent
+        sent_before(session, campaign_id, fresh, today)
     assert look(campaign_id).excluded["capped"] == 1 and look(campaign_id).eligible == 2
-    # last month's pushes are last month's
+    # last month's messages are last month's
     with tx() as session:
-        for push in session.scalars(select(Push).where(Push.resident_id == busy)):
-            push.local_day = today.replace(day=1) - timedelta(days=1)
+        for delivery in session.scalars(select(Delivery).where(Delivery.resident_id == busy)):
+            delivery.local_day = today.replace(day=1) - timedelta(days=1)
     assert look(campaign_id).eligible == 3
 
 
@@ -105,7 +106,7 @@ def test_wecom_quota_rule_is_a_setting(app, shop):
     resident_id = diner(shop, "sichuan")
     other = campaign_for(shop, template.id)
     with tx() as session:
-        session.add(Push(campaign_id=other, resident_id=resident_id, local_day=budget.local_day(utcnow())))
+        sent_before(session, other, resident_id, budget.local_day(utcnow()))
     campaign_id = campaign_for(shop, template.id)
     assert look(campaign_id).eligible == 1  # days/month: one push today leaves room
     app.config["WECOM_PUSH_QUOTA_RULE"] = "1/day"
