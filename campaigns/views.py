@@ -19,9 +19,9 @@ from accounts.models import Role, User
 from campaigns import services as svc
 from campaigns.forms import CHANNEL_LABELS, MATCH_LABELS, CampaignForm, error_text
 from campaigns.models import Campaign, CampaignState
-from campaigns.services import dispatch
+from campaigns.services import dispatch, summary
 from campaigns.services.audience import REASONS
-from core.db import db
+from core.db import db, utcnow
 from core.errors import Conflict, Invalid, NotFound
 from core.localtime import hhmm, local_time
 from core.txn import transaction
@@ -111,12 +111,13 @@ def _template_names(campaign: Campaign) -> list[str]:
 @bp.get("/")
 @require_role(*ROLES)
 def index():
+    quota = summary.quota_summary(db.session, current_user, utcnow())
     campaigns = db.session.scalars(
         svc.campaigns_visible_to(db.session, current_user)
         .options(selectinload(Campaign.templates))
         .order_by(Campaign.id.desc())
     ).all()
-    return render_template("campaigns/list.html", campaigns=campaigns)
+    return render_template("campaigns/list.html", campaigns=campaigns, quota=quota)
 
 
 def _save(form: CampaignForm, campaign_id: int | None):

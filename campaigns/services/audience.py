@@ -117,7 +117,10 @@ def classified(session: Session, campaign: Campaign, now: datetime | None = None
         scoped = scoped.where(rel.added_at >= now - timedelta(days=rule.added_within_days))
     filters = [Resident.id.in_(scoped)]
     if id_range is not None:
-        filters.extend([Resident.id > id_range[0], Resident.id <= id_range[1]])
+        # the range goes into the relationships' subquery too, so a batch reads its own rows
+        # (by the resident_id index) instead of every relationship of the scope each time
+        scoped = scoped.where(rel.resident_id > id_range[0], rel.resident_id <= id_range[1])
+        filters = [Resident.id.in_(scoped), Resident.id > id_range[0], Resident.id <= id_range[1]]
     if rule.cuisines:
         threshold = taste.score_threshold(rule.min_weight, now)
 

@@ -87,9 +87,10 @@ def usage_subquery(caps: Caps, *, exclude_campaign_id: int | None = None, reside
         d.local_day < max(caps.wecom.end, caps.marketing.end),
     ]
     if exclude_campaign_id is not None:
-        conditions.append(~d.id.in_(
-            select(Push.delivery_id).where(Push.campaign_id == exclude_campaign_id, Push.delivery_id.is_not(None))
-        ))
+        own = select(Push.delivery_id).where(Push.campaign_id == exclude_campaign_id, Push.delivery_id.is_not(None))
+        if id_range is not None:  # a batch hashes its own residents' pushes, not the campaign's all
+            own = own.where(Push.resident_id > id_range[0], Push.resident_id <= id_range[1])
+        conditions.append(~d.id.in_(own))
     if resident_ids is not None:
         conditions.append(d.resident_id.in_(resident_ids))
     if id_range is not None:

@@ -157,7 +157,7 @@ def plan_batch(session: Session, round_id: int, now: datetime, timings: dict[str
             else:
                 decisions[(resident_id, scope.campaign.id)] = Decision(reason)
 
-    scores = _scores(session, eligible, scopes, now)
+    scores = _scores(session, eligible, scopes, now, (low, high))
     clock.lap("audience")
     candidates = [
         planner.Candidate(resident_id, scope.campaign.id, scope.fairness_key, scores[(resident_id, scope.campaign.id)])
@@ -168,7 +168,7 @@ def plan_batch(session: Session, round_id: int, now: datetime, timings: dict[str
         decisions[key] = Decision(reason)
 
     by_id = {s.campaign.id: s for s in scopes}
-    senders = _senders(session, plan.digests, by_id)
+    senders = _senders(session, plan.digests, by_id, (low, high))
     clock.lap("plan")
     for resident_id in set(plan.digests) - set(senders):  # their last relationship closed just now
         for campaign_id in plan.digests[resident_id]:
@@ -202,18 +202,20 @@ class _Clock:
             self.last = now
 
 
-def _scores(session: Session, eligible: dict[int, list[_Scope]], scopes: list[_Scope], now: datetime) -> dict:
+def _scores(session: Session, eligible: dict[int, list[_Scope]], scopes: list[_Scope], now: datetime,
+            id_range: tuple[int, int]) -> dict:
     """Predicted interest of each (resident, campaign): the taste profile's weight for the
     campaign's cuisines (its best match) plus a little for each past redemption at its merchants."""
     if not eligible:
         return {}
-    ids = list(eligible)
+    low, high = id_range  # the batch's range, not its ids: no statement with thousands of parameters
     cuisines = {c for s in scopes for c in s.cuisines}
     unit = taste.score_threshold(1.0, now)  # stored scores are at a fixed epoch; this makes them weights
     tastes: dict[int, dict[str, float]] = defaultdict(dict)
     for resident_id, cuisine, score in session.execute(
         select(ResidentTaste.resident_id, ResidentTaste.cuisine, ResidentTaste.score).where(
-            ResidentTaste.resident_id.in_(ids), ResidentTaste.cuisine.in_(cuisines or {""})
+            ResidentTaste.resident_id > low, ResidentTaste.resident_id <= high,
+            ResidentTaste.cuisine.in_(cuisines or {""})
         )
     ):
         tastes[resident_id][cuisine] = score / unit
@@ -221,7 +223,7 @@ def _scores(session: Session, eligible: dict[int, list[_Scope]], scopes: list[_S
     for resident_id, merchant_id, n in session.execute(
         select(Coupon.resident_id, CouponTemplate.merchant_id, func.count())
         .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
-        .where(Coupon.resident_id.in_(ids), Coupon.redeemed_at.is_not(None))
+        .where(Coupon.resident_id > low, Coupon.resident_id <= high, Coupon.redeemed_at.is_not(None))
         .group_by(Coupon.resident_id, CouponTemplate.merchant_id)
     ):
         redeemed[(resident_id, merchant_id)] = n
@@ -235,7 +237,8 @@ def _scores(session: Session, eligible: dict[int, list[_Scope]], scopes: list[_S
     return out
 
 
-def _senders(session: Session, digests: dict[int, tuple[int, ...]], by_id: dict[int, _Scope]) -> dict[int, int]:
+def _senders(session: Session, digests: dict[int, tuple[int, ...]], by_id: dict[int, _Scope],
+             id_range: tuple[int, int]) -> dict[int, int]:
     """resident -> the member who sends them the digest: one with an open relationship, whose
     store belongs to the best card's merchant if any, else to another card's, else the latest."""
     if not digests:
@@ -244,7 +247,7 @@ def _senders(session: Session, digests: dict[int, tuple[int, ...]], by_id: dict[
     for resident_id, member_id, merchant_id in session.execute(
         select(ContactRelationship.resident_id, ContactRelationship.member_id, Store.merchant_id)
         .outerjoin(Store, Store.id == ContactRelationship.store_id)
-        .where(ContactRelationship.resident_id.in_(list(digests)),
+        .where(ContactRelationship.resident_id > id_range[0], ContactRelationship.resident_id <= id_range[1],
                ContactRelationship.status == RelationshipStatus.open)
         .order_by(ContactRelationship.added_at.desc(), ContactRelationship.id.desc())
     ):

@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from campaigns import jobs
 from campaigns.models import Campaign, CampaignState, ChunkState, Decision, Delivery, DeliveryStatus, Push, SendChunk
-from campaigns.services import CampaignInput, create_campaign, dispatch, launch
+from campaigns.services import CampaignInput, claims, create_campaign, dispatch, launch
+from coupons.services.redemption import redeem
 from core.db import db, utcnow
 from core.localtime import local
 from core.txn import transaction
@@ -61,6 +62,7 @@ class Hood:
             self.a = make_shop(session, circle, name="川味小馆")
             self.b = make_shop(session, circle, name="蜀香园")
             self.owners = {"a": self.a.owner.username, "b": self.b.owner.username}
+            self.till_b = (self.b.store.id, self.b.cashier.id, self.b.merchant.id)
             add_staff(session, self.a.store, "zhangwei")
             add_staff(session, self.b.store, "lina")
             zhangwei, lina = make_member(session, "zhangwei"), make_member(session, "lina")
@@ -161,15 +163,23 @@ def test_two_merchants_overlapping_audiences_get_one_digest_each_once(stack):
     assert (p.planned, p.tasks, p.confirmed, p.delivered) == (6, 1, 1, 6)
     hood.run()  # nothing more happens: no task twice
     assert len(hood.masses()) == 2
+    # two diners claim from the card, one redeems at the store's till
+    with transaction(db.session) as session:
+        coupons = [claims.claim(session, second, hood.tb, session.get(Resident, r), "tok", utcnow())
+                   for r in hood.residents[6:8]]
+        store_id, cashier_id, merchant_id = hood.till_b
+        redeem(session, coupons[0].short_code, store_id, cashier_id, 20000, "till-1", merchant_id=merchant_id)
     # the same numbers in the CLI and on the owner's progress bar; another merchant sees nothing
     out = stack.app.test_cli_runner().invoke(main, ["campaign", "status", str(second)]).output
-    assert "progress planned 6, tasks 1, confirmed 1, delivered 6, claimed 0, redeemed 0" in out
+    assert "progress planned 6, tasks 1, confirmed 1, delivered 6, claimed 2, redeemed 1" in out
     assert "1 task(s) (fewest possible in its round 2), 1 call(s)" in out
     web = stack.app.test_client()
     login(web, SimpleNamespace(username=hood.owners["b"]))
     page = web.get(f"/campaigns/{second}").get_data(as_text=True)
     assert 'data-testid="stage-delivered">6<' in page
     assert web.get(f"/campaigns/{second}/progress.json").get_json()["stages"]["delivered"] == 6
+    listing = web.get("/campaigns/").get_data(as_text=True)  # this month's messages against the caps
+    assert 'data-testid="quota-sent">6<' in listing and 'data-testid="quota-room">6<' in listing
     logout(web)
     login(web, SimpleNamespace(username=hood.owners["a"]))
     assert web.get(f"/campaigns/{second}/progress.json").status_code == 404
