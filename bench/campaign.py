@@ -252,7 +252,8 @@ def main() -> None:
         chunks = db.session.scalar(select(func.count()).select_from(SendChunk).where(SendChunk.round_id == round_id))
         min_calls = db.session.scalar(select(PlanRound.min_calls).where(PlanRound.id == round_id))
         states = dict(db.session.execute(select(Campaign.state, func.count()).group_by(Campaign.state)).all())
-        print(f"  walk {plan['walk_s']:.1f} s in {plan['batches']} batches: audience {plan.get('audience_s', 0):.1f} s,"
+        print(f"  walk {plan['walk_s']:.1f} s in {plan['batches']} batches: setup {plan.get('setup_s', 0):.1f} s,"
+              f" audience {plan.get('audience_s', 0):.1f} s, scores {plan.get('scores_s', 0):.1f} s,"
               f" plan {plan.get('plan_s', 0):.1f} s, ledger {plan.get('ledger_s', 0):.1f} s;"
               f" {pushes:,} decisions, {deliveries:,} messages in {chunks:,} chunks; peak RSS {plan['rss_mb']:.0f} MB")
 
@@ -267,7 +268,7 @@ def main() -> None:
 
         print("the database's own INSERT … SELECT of the same audiences …", flush=True)
         baseline = insert_select(campaign_ids, now)
-        plan_s = plan.get("audience_s", 0.0) + plan.get("plan_s", 0.0)
+        plan_s = sum(plan.get(f"{k}_s", 0.0) for k in ("setup", "audience", "scores", "plan"))
         ledger_s = plan.get("ledger_s", 0.0)
         ratio = (plan_s + ledger_s) / baseline if baseline else None
         rate = args.residents / plan["walk_s"] if plan["walk_s"] else 0

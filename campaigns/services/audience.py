@@ -102,12 +102,15 @@ def scope_store_ids(session: Session, campaign: Campaign, rule: AudienceRule) ->
 
 
 def classified(session: Session, campaign: Campaign, now: datetime | None = None, *, id_range=None,
-               store_ids: list[int] | None = None) -> Select:
+               store_ids: list[int] | None = None, planning: bool = False) -> Select:
     """``select(resident_id, reason, name, slots)`` over every resident the rule matches
     (``slots``: messages they may still receive). Every condition is a semi-join the planner
     may drive from an index (a merchant's few stores, one cuisine) or a hash (a whole region);
     reachability is the column ``residents.reachable``. ``id_range`` (low, high] limits it to
-    one batch of the planner's walk over resident ids; ``store_ids`` the scope already known."""
+    one batch of the planner's walk over resident ids; ``store_ids`` the scope already known.
+    ``planning``: the planner's own batch, whose residents cannot hold a message of this
+    campaign yet (each resident is in one batch, written after this query), so its own
+    messages are not looked up — the walk fills that table, and its statistics lag."""
     now = now or utcnow()
     rule = AudienceRule.from_dict(campaign.audience)
     store_ids = store_ids if store_ids is not None else scope_store_ids(session, campaign, rule)
@@ -146,7 +149,8 @@ def classified(session: Session, campaign: Campaign, now: datetime | None = None
     # A few stores' contacts read only their own pushes; a region's read the month's pushes once
     # (restricting them too would hash the region's relationships a second time).
     few = len(store_ids) <= SMALL_SCOPE_STORES
-    usage = budget.usage_subquery(caps, exclude_campaign_id=campaign.id, resident_ids=scoped if few else None,
+    usage = budget.usage_subquery(caps, exclude_campaign_id=None if planning else campaign.id,
+                                  resident_ids=scoped if few else None,
                                   id_range=id_range)
     reason = case(
         (Resident.erased_at.is_not(None), ERASED),

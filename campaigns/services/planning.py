@@ -141,6 +141,7 @@ def plan_batch(session: Session, round_id: int, now: datetime, timings: dict[str
         return True
     high = min(low + batch, round_.upper_id)
     audience.tune_for_counting(session)
+    clock.lap("setup")
 
     decisions: dict[tuple[int, int], Decision] = {}
     eligible: dict[int, list[_Scope]] = defaultdict(list)
@@ -149,7 +150,8 @@ def plan_batch(session: Session, round_id: int, now: datetime, timings: dict[str
         if scope.campaign.channels == Channels.groups:
             continue  # reaches diners only through their groups (planned when the walk ends)
         for resident_id, reason, _name, left in session.execute(
-            audience.classified(session, scope.campaign, now, id_range=(low, high), store_ids=scope.store_ids)
+            audience.classified(session, scope.campaign, now, id_range=(low, high), store_ids=scope.store_ids,
+                                planning=True)
         ):
             if reason == audience.ELIGIBLE:
                 eligible[resident_id].append(scope)
@@ -157,8 +159,9 @@ def plan_batch(session: Session, round_id: int, now: datetime, timings: dict[str
             else:
                 decisions[(resident_id, scope.campaign.id)] = Decision(reason)
 
-    scores = _scores(session, eligible, scopes, now, (low, high))
     clock.lap("audience")
+    scores = _scores(session, eligible, scopes, now, (low, high))
+    clock.lap("scores")
     candidates = [
         planner.Candidate(resident_id, scope.campaign.id, scope.fairness_key, scores[(resident_id, scope.campaign.id)])
         for resident_id, wanted in eligible.items() for scope in wanted
