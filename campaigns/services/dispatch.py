@@ -239,7 +239,7 @@ def compose(session: Session, campaigns: list[Campaign], token: str) -> tuple[st
     ids = [ct.template_id for c in campaigns for ct in c.templates]
     for t in session.scalars(select(CouponTemplate).where(CouponTemplate.id.in_(ids or [-1]))):
         templates[t.id] = t
-    owners = _owner_names(session, campaigns)
+    owners = owner_names(session, campaigns)
     if len(campaigns) == 1:
         c = campaigns[0]
         text = f"{c.message}\n{_('为什么收到：%(reason)s', reason=c.reason)}"
@@ -260,7 +260,8 @@ def compose(session: Session, campaigns: list[Campaign], token: str) -> tuple[st
     return text, cards
 
 
-def _owner_names(session: Session, campaigns: list[Campaign]) -> dict[int, str]:
+def owner_names(session: Session, campaigns: list[Campaign]) -> dict[int, str]:
+    """Campaign id -> who runs it, as a diner reads it: the merchant, or 邻里 · the region."""
     merchants = dict(session.execute(select(Merchant.id, Merchant.name).where(
         Merchant.id.in_({c.merchant_id for c in campaigns if c.merchant_id} or {-1}))).all())
     regions = dict(session.execute(select(Region.id, Region.name).where(
@@ -527,8 +528,8 @@ def progress(session: Session, campaign: Campaign) -> Progress:
         select(func.count(), func.count(Coupon.redeemed_at)).select_from(CampaignClaim)
         .join(Coupon, Coupon.id == CampaignClaim.coupon_id).where(CampaignClaim.campaign_id == campaign.id)
     ).one()
-    by = {d.value if hasattr(d, "value") else d: n for d, n in decisions.items()}
-    st = {s.value if hasattr(s, "value") else s: n for s, n in delivered.items()}
+    by = {d.value: n for d, n in decisions.items()}
+    st = {s.value: n for s, n in delivered.items()}
     return Progress(
         planned=by.get("matched", 0), tasks=tasks, tasks_min=tasks_min, calls=calls, confirmed=confirmed,
         delivered=st.get("sent", 0),

@@ -12,9 +12,8 @@ from sqlalchemy.orm import Session
 
 from campaigns.models import Campaign, Decision, Delivery, DeliveryStatus, Push, SendChunk
 from campaigns.services import budget
-from campaigns.services.dispatch import in_quiet_hours
+from campaigns.services.dispatch import in_quiet_hours, owner_names
 from core.localtime import hhmm
-from merchants.models import Merchant, Region
 
 RECENT_DAYS = 60
 
@@ -39,15 +38,11 @@ def for_resident(session: Session, resident_id: int, now: datetime, limit: int =
         .order_by(Push.created_at.desc(), Push.id.desc())
         .limit(limit)
     ).all()
-    merchants = dict(session.execute(select(Merchant.id, Merchant.name).where(
-        Merchant.id.in_({c.merchant_id for _p, c, _s, _cs in rows if c.merchant_id} or {-1}))).all())
-    regions = dict(session.execute(select(Region.id, Region.name).where(
-        Region.id.in_({c.region_id for _p, c, _s, _cs in rows if c.region_id} or {-1}))).all())
+    owners = owner_names(session, list({c.id: c for _p, c, _s, _cs in rows}.values()))
     out = []
     for push, campaign, status, _chunk_state in rows:
         code, outcome = _outcome(push.decision, status, campaign, now)
-        owner = merchants.get(campaign.merchant_id) or _("邻里 · %(region)s", region=regions.get(campaign.region_id, ""))
-        out.append(Why(campaign.name, owner, campaign.reason, outcome, code, push.created_at))
+        out.append(Why(campaign.name, owners[campaign.id], campaign.reason, outcome, code, push.created_at))
     return out
 
 
