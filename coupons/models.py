@@ -52,6 +52,18 @@ class TemplateStatus(str, enum.Enum):
     ended = "ended"
 
 
+class CouponSource(str, enum.Enum):
+    """How a coupon reached the diner (the statistics' "claimed" counts the diner's own claims)."""
+
+    welcome = "welcome"  # the store's welcome coupon, on adding its staff
+    store = "store"  # claimed on the store page
+    campaign = "campaign"  # claimed from a campaign's card
+    other = "other"  # issued by the operator, a script, or before sources were kept
+
+
+CLAIMED_SOURCES = (CouponSource.store, CouponSource.campaign)
+
+
 class CouponStatus(str, enum.Enum):
     issued = "issued"
     redeemed = "redeemed"
@@ -153,7 +165,7 @@ class Coupon(Base):
     holder_ref: Mapped[str] = mapped_column(String(128), index=True)
     holder_seq: Mapped[int] = mapped_column(default=1)
     short_code: Mapped[str] = mapped_column(String(16), unique=True)
-    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # rebuilds read by day
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime]  # exclusive
     status: Mapped[CouponStatus] = mapped_column(
@@ -163,6 +175,14 @@ class Coupon(Base):
     redeemed_store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
     bill_fen: Mapped[int | None]
     discount_fen: Mapped[int | None]
+    # Where it came from, for the statistics: the store, contact-me code and campaign it is
+    # credited to (a redemption is credited to the campaign and code that brought the coupon).
+    source: Mapped[CouponSource] = mapped_column(
+        _enum(CouponSource), default=CouponSource.other, server_default=CouponSource.other.value
+    )
+    origin_store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id", ondelete="SET NULL"))
+    origin_channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id", ondelete="SET NULL"))
+    origin_campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
 
     template: Mapped[CouponTemplate] = relationship()
 

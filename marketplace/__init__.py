@@ -16,10 +16,10 @@ from core.extensions import db, init_redis
 # the add-contact flow spans domains, so it lives on the roof).
 from marketplace import (
     errors,
+    security,
     views,
     welcome,  # noqa: F401
 )
-from marketplace import security
 from merchants import handlers as merchant_handlers  # noqa: F401
 from residents import handlers as resident_handlers  # noqa: F401
 

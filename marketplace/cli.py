@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 from flask import current_app, has_app_context
 from flask.cli import FlaskGroup
+from sqlalchemy import func, select, true
 
 from accounts.services import AccountError, create_admin
 from campaigns.models import Campaign
@@ -34,6 +35,9 @@ from marketplace.supervisor import Supervisor
 from marketplace.worker import make_worker
 from residents.privacy import erase_resident, export_resident, find_resident
 from residents.transfers import poll_running
+from stats import jobs as stats_jobs
+from stats.models import DailyStat
+from stats.services import rollup as stats_rollup
 from wecom.simulator import create_simulator_app
 
 
@@ -272,6 +276,34 @@ def campaign_status(campaign_id: int) -> None:
             frm = t.from_state.value if t.from_state else "—"
             who = f"user {t.user_id}" if t.user_id else "system"
             click.echo(f"  {local_time(t.at, '%Y-%m-%d %H:%M:%S')}  {frm} → {t.to_state.value}  ({who}) {t.note}")
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@main.group("stats")
+def stats_group() -> None:
+    """The statistics' rollups (the clock keeps them; these are for repairs)."""
+
+
+@stats_group.command("rebuild")
+@click.option("--from", "from_day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="First local day (Asia/Shanghai) to recount; default: all history.")
+def stats_rebuild(from_day) -> None:
+    """Recount the rollups from the raw tables (coupons, redemptions, reversals,
+    relationships, pushes) for every day from --from on; safe while everything runs."""
+    day = from_day.date() if from_day else None
+    stats_rollup.rebuild_in(db.session.session_factory, day)
+    with transaction(db.session) as session:
+        rows = session.scalar(select(func.count()).select_from(DailyStat).where(
+            DailyStat.local_day >= day if day else true()))
+    click.echo(f"rebuilt {rows} rollup row(s) from {day or 'the beginning'}")
+
+
+@stats_group.command("roll-up")
+def stats_roll_up() -> None:
+    """Roll the waiting tallies up now (what the clock does every 15 s)."""
+    click.echo(f"rolled up {stats_jobs.roll_up()} tally row(s)")
 
 
 # --------------------------------------------------------------------------- residents (privacy)

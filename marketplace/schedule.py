@@ -44,6 +44,8 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic("groups.sync", "residents.jobs.sync_all_groups", 3600, QUEUE_DEFAULT),
     # Campaigns: rounds to plan, chunks to send, tasks to track, states to move (rows, not timers).
     Periodic("campaigns.tick", "campaigns.jobs.tick", 30, QUEUE_DEFAULT),
+    # Statistics: waiting tallies into the daily rollups (pages add what is still waiting).
+    Periodic("stats.roll_up", "stats.jobs.roll_up", 15, QUEUE_DEFAULT),
     Periodic("transfers.poll", "residents.transfers.jobs.poll_running_transfers", 120, QUEUE_DEFAULT),
 )
 

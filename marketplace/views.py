@@ -12,6 +12,7 @@ from merchants import channel_views
 from merchants import views as merchant_views
 from residents import views as resident_views
 from residents.transfers import views as transfer_views
+from stats import views as stats_views
 from wecom.defaults import DEMO_CORP_ID
 
 bp = Blueprint("marketplace", __name__)
@@ -35,6 +36,7 @@ def healthz():
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(stats_views.bp)
     app.register_blueprint(merchant_views.bp)
     app.register_blueprint(channel_views.bp)
     coupon_views.init_app(app)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound
 from core.localtime import local
-from coupons.models import Coupon, CouponTemplate, TemplateStatus
+from coupons.models import Coupon, CouponSource, CouponTemplate, TemplateStatus
 from coupons.services import applies_at, get_template, issue_coupon
 from merchants.models import ReviewStatus, Store
 from residents.models import Resident
@@ -73,4 +73,5 @@ def claim_at_store(session: Session, store_id: int, template_id: int, resident: 
         raise ClaimRefused(_l("这张券不能在门店页领取"))
     if not applies_at(template, store):
         raise ClaimRefused(_l("这张券不能在本店使用，请到适用门店的页面领取"))
-    return issue_coupon(session, template.id, holder_ref(resident.id), resident_id=resident.id, now=now)
+    return issue_coupon(session, template.id, holder_ref(resident.id), resident_id=resident.id, now=now,
+                        source=CouponSource.store, store_id=store.id)

@@ -88,6 +88,9 @@ class ContactRelationship(Base):
     # del_external_contact (member removed diner) / del_follow_user (diner removed member) /
     # transfer (moved to another member)
     close_reason: Mapped[str | None] = mapped_column(String(32))
+    # "add" (the diner added the member: a new contact in the statistics) or "transfer"
+    # (a handover moved an existing contact here: not new)
+    opened_by: Mapped[str] = mapped_column(String(16), default="add", server_default="add")
     # the store's welcome coupon handed out on this add (once per resident and store)
     welcome_coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
 

@@ -41,7 +41,7 @@ from residents.models import (
     TasteSignal,
     TransferItem,
 )
-from residents.services import holder_ref, refresh_reachable
+from residents.services import count_contact, holder_ref, refresh_reachable
 
 CLOSE_REASON_ERASED = "erased"
 
@@ -245,6 +245,7 @@ def erase_resident(session: Session, resident_id: int) -> dict[str, Any]:
         )
     ):
         rel.status, rel.closed_at, rel.close_reason = RelationshipStatus.closed, now, CLOSE_REASON_ERASED
+        count_contact(session, rel, now, lost_contacts=1)
         closed += 1
     refresh_reachable(session, resident.id)
 

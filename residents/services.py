@@ -19,10 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import Select
 
+from core import tally
 from core.bounds import is_id
 from core.db import utcnow
 from core.errors import NotFound
-from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
+from coupons.models import Coupon, CouponSource, CouponStatus, CouponTemplate, TemplateStatus
 from coupons.services import IssueError, issue_coupon, normalize_code
 from merchants.models import Channel, Member, Store
 from merchants.services import parse_state, record_add
@@ -171,8 +172,14 @@ def _relationship_stmt(resident_id: int, member_id: int, store_id: int | None):
     )
 
 
+def count_contact(session: Session, rel: ContactRelationship, at: datetime, **counts: int) -> None:
+    """A contact gained or lost, for the statistics (its store and contact-me code)."""
+    tally.count(session, at, store_id=rel.store_id, channel_id=rel.channel_id, **counts)
+
+
 def open_relationship(
-    session: Session, resident_id: int, member_id: int, store_id: int | None, channel_id: int | None, at: datetime
+    session: Session, resident_id: int, member_id: int, store_id: int | None, channel_id: int | None, at: datetime,
+    *, opened_by: str = "add",
 ) -> tuple[ContactRelationship, bool]:
     """The open (resident, member, store) relationship; True when this call opened it
     (created, or reopened a closed one). An add older than the close is stale and ignored.
@@ -198,10 +205,12 @@ def open_relationship(
             with session.begin_nested():
                 rel = ContactRelationship(
                     resident_id=resident_id, member_id=member_id, store_id=store_id, channel_id=channel_id,
-                    status=RelationshipStatus.open, added_at=at,
+                    status=RelationshipStatus.open, added_at=at, opened_by=opened_by,
                 )
                 session.add(rel)
                 session.flush()
+            if opened_by == "add":
+                count_contact(session, rel, at, new_contacts=1)
             return rel, True
         except IntegrityError:  # a racing job added it first (only reachable without the row lock)
             rel = session.scalar(_relationship_stmt(resident_id, member_id, store_id))
@@ -212,8 +221,10 @@ def open_relationship(
             log.info("stale add for relationship %s ignored (closed later)", rel.id)
             return rel, False
         rel.status, rel.closed_at, rel.close_reason = RelationshipStatus.open, None, None
-        rel.added_at = at
+        rel.added_at, rel.opened_by = at, opened_by
         rel.channel_id = channel_id or rel.channel_id
+        if opened_by == "add":
+            count_contact(session, rel, at, new_contacts=1)
         return rel, True
     if rel.channel_id is None and channel_id is not None:
         rel.channel_id = channel_id
@@ -253,7 +264,9 @@ def grant_welcome_coupon(
         return None, False
     ref = holder_ref(resident_id)
     try:
-        coupon, issued = issue_coupon(session, template.id, ref, resident_id=resident_id, now=now), True
+        coupon = issue_coupon(session, template.id, ref, resident_id=resident_id, now=now,
+                              source=CouponSource.welcome, store_id=store.id, channel_id=rel.channel_id)
+        issued = True
     except IssueError as exc:
         if exc.code != "limit":
             log.info("no welcome coupon for resident %s at store %s: %s", resident_id, store.id, exc.code)
@@ -372,6 +385,8 @@ def close_relationships(
         if _seconds(rel.added_at) > _seconds(at):
             continue  # re-added after this delete happened (events processed out of order)
         rel.status, rel.closed_at, rel.close_reason = RelationshipStatus.closed, at, reason
+        if reason != REASON_TRANSFER:
+            count_contact(session, rel, at, lost_contacts=1)
         closed.append(rel.id)
     session.flush()
     if closed:

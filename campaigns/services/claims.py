@@ -25,10 +25,10 @@ from campaigns.models import Campaign, CampaignClaim, CampaignState
 from campaigns.services.audience import AudienceRule, scope_store_ids
 from core.errors import Forbidden, NotFound
 from core.localtime import local
-from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
+from coupons.models import Coupon, CouponSource, CouponStatus, CouponTemplate, TemplateStatus
 from coupons.services import issue_coupon
 from merchants.models import Channel, Merchant, Store
-from residents.models import Resident
+from residents.models import ContactRelationship, RelationshipStatus, Resident
 from residents.services import holder_ref
 
 S = CampaignState
@@ -135,6 +135,19 @@ def cards(session: Session, offers: Offers, resident: Resident | None, now: date
     return out
 
 
+def _credited_store(session: Session, offers: Offers, template_id: int, resident_id: int) -> int | None:
+    """The store a campaign claim counts for: the diner's own store of the coupon's merchant
+    (an open relationship first), so a region's statistics see the claim where it will be used."""
+    merchant_id = next(t.merchant_id for t in offers.templates if t.id == template_id)
+    return session.scalar(
+        select(ContactRelationship.store_id)
+        .join(Store, Store.id == ContactRelationship.store_id)
+        .where(ContactRelationship.resident_id == resident_id, Store.merchant_id == merchant_id)
+        .order_by((ContactRelationship.status == RelationshipStatus.open).desc(), ContactRelationship.id)
+        .limit(1)
+    )
+
+
 def claim(session: Session, campaign_id: int, template_id: int, resident: Resident | None, token: str,
           now: datetime) -> Coupon:
     """One coupon of the campaign's ``template_id`` for ``resident``, recorded with the card
@@ -146,7 +159,9 @@ def claim(session: Session, campaign_id: int, template_id: int, resident: Reside
         raise NotFound()
     if not is_contact(resident):
         raise NotContact()
-    coupon = issue_coupon(session, template_id, holder_ref(resident.id), resident_id=resident.id, now=now)
+    coupon = issue_coupon(session, template_id, holder_ref(resident.id), resident_id=resident.id, now=now,
+                          source=CouponSource.campaign, campaign_id=offers.campaign.id,
+                          store_id=_credited_store(session, offers, template_id, resident.id))
     session.add(CampaignClaim(campaign_id=offers.campaign.id, coupon_id=coupon.id, template_id=template_id,
                               resident_id=resident.id, token=clean_token(token), created_at=now))
     session.flush()

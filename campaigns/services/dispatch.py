@@ -23,6 +23,7 @@ sent before calling WeCom; here every state is written before the step that depe
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,6 +47,7 @@ from campaigns.models import (
 )
 from campaigns.services.lifecycle import move
 from campaigns.services.planning import card_ids
+from core import tally
 from core.db import utcnow
 from core.errors import Conflict
 from core.localtime import local
@@ -424,14 +426,26 @@ def _set_status(session: Session, chunk_id: int, statuses: dict[str, DeliverySta
     if not statuses:
         return
     by_status: dict[DeliveryStatus, list[int]] = {}
+    answered: Counter = Counter()  # (metric, local day) of messages WeCom has just answered for
     rows = session.execute(
-        select(Delivery.id, func.coalesce(Resident.external_userid, Delivery.chat_id))
+        select(Delivery.id, func.coalesce(Resident.external_userid, Delivery.chat_id), Delivery.status,
+               Delivery.local_day)
         .outerjoin(Resident, Resident.id == Delivery.resident_id)
         .where(Delivery.chunk_id == chunk_id)
     ).all()
-    for delivery_id, key in rows:  # a diner's external_userid, or a group's chat_id
+    for delivery_id, key, old, day in rows:  # a diner's external_userid, or a group's chat_id
         if key in statuses:
-            by_status.setdefault(statuses[key], []).append(delivery_id)
+            new = statuses[key]
+            by_status.setdefault(new, []).append(delivery_id)
+            if old == DeliveryStatus.planned and new == DeliveryStatus.sent and sent_at is not None:
+                answered["pushes_delivered", local(sent_at).date()] += 1
+            elif old == DeliveryStatus.planned and new == DeliveryStatus.over_quota:
+                answered["pushes_over_quota", day] += 1
+    if answered:
+        # every card of the message is a push of its campaign
+        campaigns = card_ids(session.get(SendChunk, chunk_id).card_set)
+        tally.count_many(session, [(day, {"campaign_id": c}, {metric: n})
+                                   for (metric, day), n in sorted(answered.items()) for c in campaigns])
     for status, ids in by_status.items():
         values: dict = {"status": status}
         if status == DeliveryStatus.sent and sent_at is not None:

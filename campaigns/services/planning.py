@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,6 +35,7 @@ from campaigns.models import (
 )
 from campaigns.services import audience, budget, planner
 from campaigns.services.lifecycle import move
+from core import tally
 from core.errors import Conflict
 from coupons.models import Coupon, CouponTemplate
 from merchants.models import Store
@@ -185,6 +186,7 @@ def plan_batch(session: Session, round_id: int, now: datetime, timings: dict[str
     ]
     if rows:
         session.execute(insert(Push.__table__), rows)
+        _count_planned(session, rows, now)
     round_.cursor_id, round_.heartbeat_at = high, now
     session.flush()
     clock.lap("ledger")
@@ -382,12 +384,22 @@ def plan_groups(session: Session, round_: PlanRound, scopes: list[_Scope]) -> No
                 {"chunk_id": chunk.id, "chat_id": chat, "local_day": round_.local_day} for chat in part
             ]).all()
             delivery_of.update(dict(rows))
-    session.execute(insert(Push.__table__), [
+    rows = [
         {"campaign_id": campaign_id, "chat_id": chat_id, "decision": decision,
          "delivery_id": delivery_of.get(chat_id) if decision == Decision.matched else None, "score": 0.0,
          "created_at": round_.heartbeat_at}
         for (chat_id, campaign_id), decision in sorted(decisions.items())
-    ])
+    ]
+    if rows:
+        session.execute(insert(Push.__table__), rows)
+        _count_planned(session, rows, round_.heartbeat_at)
+
+
+def _count_planned(session: Session, rows: list[dict], at: datetime) -> None:
+    """The batch's pushes with a message, per campaign, for the statistics."""
+    planned = Counter(r["campaign_id"] for r in rows if r["delivery_id"] is not None)
+    day = tally.local_day(at)
+    tally.count_many(session, [(day, {"campaign_id": c}, {"pushes_planned": n}) for c, n in sorted(planned.items())])
 
 
 def finish_round(session: Session, round_: PlanRound, now: datetime) -> None:

@@ -10,10 +10,11 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import tally
 from core.bounds import in_date_range
 from core.errors import Conflict
 from core.localtime import as_utc, local_midnight
-from coupons.models import Coupon, CouponStatus, CouponTemplate, TemplateStatus
+from coupons.models import CLAIMED_SOURCES, Coupon, CouponSource, CouponStatus, CouponTemplate, TemplateStatus
 from coupons.services.templates import MAX_VALID_DAYS
 
 # Crockford base32: no I, L, O, U. 10 symbols x 5 bits = 50 bits of entropy per code.
@@ -86,9 +87,14 @@ def issue_coupon(
     *,
     resident_id: int | None = None,
     now: datetime | None = None,
+    source: CouponSource = CouponSource.other,
+    store_id: int | None = None,
+    channel_id: int | None = None,
+    campaign_id: int | None = None,
 ) -> Coupon:
     """Give a diner one coupon. Stock is a conditional UPDATE on ``issued_count``; the
-    per-diner limit is the unique (template, holder, seq) key, so racing claims can't overshoot."""
+    per-diner limit is the unique (template, holder, seq) key, so racing claims can't overshoot.
+    ``source`` and the origin ids say what the statistics credit it to."""
     now = as_utc(now)
     t = session.get(CouponTemplate, template_id)
     if t is None:
@@ -120,9 +126,13 @@ def issue_coupon(
                     template_id=t.id, holder_ref=holder_ref, resident_id=resident_id,
                     holder_seq=held + 1, short_code=new_short_code(), issued_at=now,
                     valid_from=valid_from, valid_until=valid_until, status=CouponStatus.issued,
+                    source=source, origin_store_id=store_id, origin_channel_id=channel_id,
+                    origin_campaign_id=campaign_id,
                 )
                 session.add(coupon)
                 session.flush()
+                tally.count(session, now, store_id=store_id, template_id=t.id, campaign_id=campaign_id,
+                            channel_id=channel_id, issued=1, claimed=int(source in CLAIMED_SOURCES))
         except IntegrityError:
             # a racing claim by the same diner took this seq, or (2^-50) a code collision
             held = _held(session, t.id, holder_ref)

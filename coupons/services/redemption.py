@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from accounts.models import Role, User
+from core import tally
 from core.errors import Conflict, NotFound
 from core.localtime import as_utc, local, local_time
 from core.money import yuan
@@ -232,9 +233,17 @@ def redeem(
     session.add(red)
     session.flush()  # the partial unique index on live redemptions is the second lock
     session.refresh(coupon)
+    _count(session, now, coupon, store_id, redeemed=1, discount_fen=discount, bill_fen=bill_fen)
     send_after_commit(session, coupon_redeemed, coupon_id=coupon.id, redemption_id=red.id, store_id=store_id,
                       resident_id=coupon.resident_id)
     return _result(red, coupon, replayed=False)
+
+
+def _count(session: Session, at: datetime, coupon: Coupon, store_id: int, **counts: int) -> None:
+    """A redemption (or its reversal) is credited to the store of the till and to the
+    campaign and contact-me code that brought the coupon."""
+    tally.count(session, at, store_id=store_id, template_id=coupon.template_id,
+                campaign_id=coupon.origin_campaign_id, channel_id=coupon.origin_channel_id, **counts)
 
 
 class ReversalError(RedemptionError):
@@ -276,6 +285,7 @@ def reverse(
     rev = RedemptionReversal(redemption_id=red.id, user_id=user.id, reason=reason[:255], reversed_at=now)
     session.add(rev)
     session.flush()
+    _count(session, now, coupon, red.store_id, reversed=1, discount_fen=-red.discount_fen, bill_fen=-red.bill_fen)
     send_after_commit(session, redemption_reversed, coupon_id=coupon.id, redemption_id=red.id,
                       resident_id=coupon.resident_id)
     session.refresh(red)

@@ -25,7 +25,13 @@ from residents.models import (
     TransferKind,
     TransferStatus,
 )
-from residents.services import REASON_MEMBER_DELETED, REASON_TRANSFER, open_relationship, refresh_reachable
+from residents.services import (
+    REASON_MEMBER_DELETED,
+    REASON_TRANSFER,
+    count_contact,
+    open_relationship,
+    refresh_reachable,
+)
 from wecom.client import TRANSFER_BATCH
 
 log = logging.getLogger(__name__)
@@ -437,9 +443,13 @@ def move_relationships(session: Session, transfer: MemberTransfer, resident_id: 
     for rel in rels:
         if rel.status == RelationshipStatus.open:
             rel.status, rel.closed_at = RelationshipStatus.closed, now
+        elif rel.close_reason != REASON_TRANSFER:
+            # counted lost when WeCom removed it mid-handover; it moved, so take that back
+            count_contact(session, rel, rel.closed_at or now, lost_contacts=-1)
         rel.close_reason = REASON_TRANSFER
         if rel.store_id is None or not _adopt_storeless(session, transfer, resident_id, rel):
-            open_relationship(session, resident_id, transfer.to_member_id, rel.store_id, rel.channel_id, now)
+            open_relationship(session, resident_id, transfer.to_member_id, rel.store_id, rel.channel_id, now,
+                              opened_by="transfer")
         result.store_ids.append(rel.store_id)
     session.flush()
     refresh_reachable(session, resident_id)

@@ -1,0 +1,227 @@
+"""A dashboard's questions over the rollups plus the tallies still waiting (seconds old), so
+numbers are current without reading the raw tables: totals and the change against the period
+before, a time series, breakdowns (circle, merchant, store, template, campaign, channel).
+
+Who sees what is a ``Scope`` built once per request from the user (``scope_for``): the admin
+all, a manager the circles of their regions (and the campaigns owned there or by merchants with
+a store there: a campaign's pushes belong to no store), an owner their merchant. Every query
+goes through ``_facts``, which applies it: no page can forget.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+
+from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy.orm import Session
+
+from accounts.models import Role, User
+from campaigns.models import Campaign
+from core.errors import Forbidden
+from core.tally import METRICS, Tally
+from coupons.models import CouponTemplate
+from merchants.models import Channel, Merchant, Region, Store
+from merchants.services.regions import circle_ids_within
+from stats.models import DailyStat
+from stats.services.rollup import KEY
+
+BREAKDOWNS = ("circle", "merchant", "store", "template", "campaign", "channel")
+MAX_DAYS = 731  # a custom range longer than two years is refused (one query, but a huge series)
+
+
+@dataclass(frozen=True)
+class Scope:
+    circle_ids: frozenset[int] | None = None  # None: every circle
+    campaign_ids: frozenset[int] | None = None  # store-less rows (pushes) visible; None: all
+    merchant_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    start: date
+    end: date  # inclusive
+    circle_id: int | None = None
+    merchant_id: int | None = None
+    store_id: int | None = None
+    campaign_id: int | None = None
+    channel_id: int | None = None
+    cuisine: str | None = None
+    store_ids: tuple[int, ...] | None = field(default=None, compare=False)  # resolved cuisine
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Query:
+        """The period of the same length just before."""
+        return replace(self, start=self.start - timedelta(days=self.days), end=self.start - timedelta(days=1))
+
+
+def scope_for(session: Session, user: User) -> Scope:
+    if user.role == Role.admin:
+        return Scope()
+    if user.role == Role.manager:
+        region_ids = [r.id for r in user.regions]
+        circles = frozenset(circle_ids_within(session, region_ids))
+        within = set(region_ids) | set(session.scalars(select(Region.id).where(Region.parent_id.in_(region_ids or [-1]))))
+        merchants = select(Store.merchant_id).where(Store.circle_id.in_(circles or {-1}))
+        campaigns = frozenset(session.scalars(select(Campaign.id).where(or_(
+            Campaign.region_id.in_(within or {-1}), Campaign.merchant_id.in_(merchants)))))
+        return Scope(circle_ids=circles, campaign_ids=campaigns)
+    if user.role == Role.owner and user.merchant_id:
+        return Scope(merchant_id=user.merchant_id)
+    raise Forbidden()
+
+
+def _pending():
+    """Tallies not rolled up yet, with the attributes the roll-up would give them."""
+    t, s, c = Tally.__table__, Store.__table__, Campaign.__table__
+    return (
+        select(*[t.c[k] for k in KEY],
+               func.coalesce(s.c.merchant_id, c.c.merchant_id, 0).label("merchant_id"),
+               func.coalesce(s.c.circle_id, 0).label("circle_id"),
+               *[t.c[m] for m in METRICS])
+        .select_from(t.outerjoin(s, s.c.id == t.c.store_id).outerjoin(c, c.c.id == t.c.campaign_id))
+    )
+
+
+def _conditions(cols, scope: Scope, q: Query) -> list:
+    conds = [cols.local_day >= q.start, cols.local_day <= q.end]
+    if scope.circle_ids is not None:
+        conds.append(or_(cols.circle_id.in_(scope.circle_ids or {-1}),
+                         and_(cols.store_id == 0, cols.campaign_id.in_(scope.campaign_ids or {-1}))))
+    if scope.merchant_id is not None:
+        conds.append(cols.merchant_id == scope.merchant_id)
+    for name in ("circle_id", "merchant_id", "store_id", "campaign_id", "channel_id"):
+        value = getattr(q, name)
+        if value is not None:
+            conds.append(getattr(cols, name) == value)
+    if q.store_ids is not None:
+        conds.append(cols.store_id.in_(q.store_ids or (-1,)))
+    return conds
+
+
+def _facts(scope: Scope, q: Query):
+    """Rollup rows and waiting tallies in scope and in the query, as one subquery."""
+    d = DailyStat.__table__
+    rolled = select(*[d.c[k] for k in (*KEY, "merchant_id", "circle_id", *METRICS)]).where(
+        *_conditions(d.c, scope, q))
+    pending = _pending().subquery("pending")
+    waiting = select(pending).where(*_conditions(pending.c, scope, q))
+    return union_all(rolled, waiting).subquery("facts")
+
+
+def resolve(session: Session, q: Query) -> Query:
+    """A cuisine filter as the stores serving it (cuisines are a JSON list on the store)."""
+    if not q.cuisine:
+        return q
+    ids = tuple(sid for sid, cuisines in session.execute(select(Store.id, Store.cuisines)) if q.cuisine in (cuisines or []))
+    return replace(q, store_ids=ids)
+
+
+def _sums(f):
+    return [func.coalesce(func.sum(f.c[m]), 0).label(m) for m in METRICS]
+
+
+def totals(session: Session, scope: Scope, q: Query) -> dict[str, int]:
+    f = _facts(scope, q)
+    return {m: int(v) for m, v in zip(METRICS, session.execute(select(*_sums(f))).one())}
+
+
+def net_contacts(session: Session, scope: Scope, q: Query) -> int:
+    """Contacts gained less lost over all history up to the range's end: the stores' reach."""
+    f = _facts(scope, replace(q, start=date(2000, 1, 1)))
+    return int(session.scalar(select(func.coalesce(func.sum(f.c.new_contacts - f.c.lost_contacts), 0))))
+
+
+def series(session: Session, scope: Scope, q: Query, grain: str = "day") -> list[tuple[date, dict[str, int]]]:
+    """Per day (or week starting Monday, or month) of the range, zeros included."""
+    f = _facts(scope, q)
+    by_day = {day: dict(zip(METRICS, map(int, rest))) for day, *rest in session.execute(
+        select(f.c.local_day, *_sums(f)).group_by(f.c.local_day))}
+    out: dict[date, dict[str, int]] = {}
+    day = q.start
+    while day <= q.end:
+        key = bucket(day, grain)
+        acc = out.setdefault(key, dict.fromkeys(METRICS, 0))
+        for m, v in by_day.get(day, {}).items():
+            acc[m] += v
+        day += timedelta(days=1)
+    return list(out.items())
+
+
+def bucket(day: date, grain: str) -> date:
+    if grain == "week":
+        return day - timedelta(days=day.weekday())
+    if grain == "month":
+        return day.replace(day=1)
+    return day
+
+
+_NAMES = {
+    "circle": (Region, Region.name), "merchant": (Merchant, Merchant.name), "store": (Store, Store.name),
+    "template": (CouponTemplate, CouponTemplate.name), "campaign": (Campaign, Campaign.name),
+    "channel": (Channel, Channel.name),
+}
+
+
+@dataclass
+class Row:
+    id: int
+    name: str
+    values: dict[str, int]
+
+    @property
+    def net_redeemed(self) -> int:
+        return self.values["redeemed"] - self.values["reversed"]
+
+
+def breakdown(session: Session, scope: Scope, q: Query, by: str, limit: int | None = None) -> list[Row]:
+    """Totals per circle / merchant / store / template / campaign / channel, most redeemed
+    first (id 0, "none", is left out: a push belongs to no store, a walk-in to no code)."""
+    if by not in BREAKDOWNS:
+        raise ValueError(by)
+    f = _facts(scope, q)
+    col = f.c[f"{by}_id"]
+    rows = session.execute(
+        select(col, *_sums(f)).where(col != 0).group_by(col)
+    ).all()
+    model, name_col = _NAMES[by]
+    ids = [r[0] for r in rows]
+    names = {i: n for i, n in session.execute(select(model.id, name_col).where(model.id.in_(ids)))} if ids else {}
+    out = [Row(int(r[0]), names.get(r[0], f"#{r[0]}"), dict(zip(METRICS, map(int, r[1:])))) for r in rows]
+    out.sort(key=lambda row: (-row.net_redeemed, -row.values["issued"], row.id))
+    return out[:limit] if limit else out
+
+
+def change(now: int, before: int) -> float | None:
+    """The relative change against the previous period (None when there was nothing before)."""
+    if not before:
+        return None
+    return (now - before) / abs(before)
+
+
+def funnel(values: dict[str, int]) -> list[tuple[str, int]]:
+    """Scan → contact → coupon → redeemed: contacts added through the codes, coupons handed
+    out, redeemed (net of reversals)."""
+    return [("new_contacts", values["new_contacts"]), ("issued", values["issued"]),
+            ("redeemed", values["redeemed"] - values["reversed"])]
+
+
+def choices(session: Session, scope: Scope) -> dict:
+    """The filter menus: circles, stores and campaigns the viewer may pick."""
+    circle_q = select(Region.id, Region.name).where(Region.level == "circle")
+    store_q = select(Store.id, Store.name)
+    campaign_q = select(Campaign.id, Campaign.name)
+    if scope.circle_ids is not None:
+        circle_q = circle_q.where(Region.id.in_(scope.circle_ids or {-1}))
+        store_q = store_q.where(Store.circle_id.in_(scope.circle_ids or {-1}))
+        campaign_q = campaign_q.where(Campaign.id.in_(scope.campaign_ids or {-1}))
+    if scope.merchant_id is not None:
+        store_q = store_q.where(Store.merchant_id == scope.merchant_id)
+        campaign_q = campaign_q.where(Campaign.merchant_id == scope.merchant_id)
+    return {
+        "circles": session.execute(circle_q.order_by(Region.id)).all(),
+        "stores": session.execute(store_q.order_by(Store.id)).all(),
+        "campaigns": session.execute(campaign_q.order_by(Campaign.id.desc()).limit(200)).all(),
+    }

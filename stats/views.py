@@ -1,0 +1,174 @@
+"""The statistics pages: the regional dashboard (managers: their regions; the admin: all)
+and its CSV files. Thin: parsing the range and filters, then ``services.report``."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+
+from flask import Blueprint, Response, abort, render_template, request
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+from accounts.access import require_role
+from accounts.models import Role
+from core.db import db, utcnow
+from core.localtime import local
+from core.tally import METRICS
+from core.txn import transaction
+from merchants.models import CUISINES
+from stats.services import report
+
+bp = Blueprint("stats", __name__, url_prefix="/stats")
+
+PRESETS = {
+    "7d": _l("近 7 天"), "30d": _l("近 30 天"), "this_month": _l("本月"), "last_month": _l("上月"),
+    "90d": _l("近 90 天"), "365d": _l("近一年"), "custom": _l("自定义"),
+}
+GRAINS = {"day": _l("按日"), "week": _l("按周"), "month": _l("按月")}
+LABELS = {
+    "new_contacts": _l("新增好友"), "lost_contacts": _l("流失好友"), "issued": _l("发券"), "claimed": _l("领券"),
+    "redeemed": _l("核销"), "reversed": _l("撤销核销"), "discount_fen": _l("优惠金额(元)"), "bill_fen": _l("带动消费(元)"),
+    "pushes_planned": _l("计划推送"), "pushes_delivered": _l("送达"), "pushes_over_quota": _l("超出额度"),
+}
+MONEY = ("discount_fen", "bill_fen")
+LEVEL_LABELS = {"circle": _l("商圈"), "merchant": _l("商户"), "store": _l("门店"), "template": _l("优惠券"),
+                "campaign": _l("营销活动"), "channel": _l("渠道码")}
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name, "")
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 10:
+        abort(400)
+    return int(raw)
+
+
+def _date_arg(name: str) -> date | None:
+    raw = request.args.get(name, "")
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        abort(400)
+
+
+def _range(today: date) -> tuple[str, date, date]:
+    preset = request.args.get("range", "30d")
+    if preset not in PRESETS:
+        abort(400)
+    if preset == "custom":
+        start, end = _date_arg("from"), _date_arg("to")
+        if start is None or end is None or end < start or (end - start).days >= report.MAX_DAYS:
+            abort(400)
+        return preset, start, end
+    if preset == "this_month":
+        return preset, today.replace(day=1), today
+    if preset == "last_month":
+        end = today.replace(day=1) - timedelta(days=1)
+        return preset, end.replace(day=1), end
+    days = int(preset[:-1])
+    return preset, today - timedelta(days=days - 1), today
+
+
+def _query(today: date) -> tuple[str, report.Query]:
+    preset, start, end = _range(today)
+    cuisine = request.args.get("cuisine") or None
+    if cuisine is not None and cuisine not in CUISINES:
+        abort(400)
+    return preset, report.Query(
+        start=start, end=end, circle_id=_int_arg("circle"), merchant_id=_int_arg("merchant"),
+        store_id=_int_arg("store"), campaign_id=_int_arg("campaign"), channel_id=_int_arg("channel"), cuisine=cuisine,
+    )
+
+
+def _level(q: report.Query) -> list[str]:
+    """What the drill-down table lists at this depth: region → circle → store → template/campaign."""
+    if q.store_id:
+        return ["template", "campaign", "channel"]
+    if q.circle_id or q.merchant_id:
+        return ["store", "campaign"]
+    return ["circle", "merchant"]
+
+
+def _grain(q: report.Query) -> str:
+    grain = request.args.get("grain") or ("day" if q.days <= 92 else "week" if q.days <= 366 else "month")
+    if grain not in GRAINS:
+        abort(400)
+    return grain
+
+
+def _data(session, today: date):
+    scope = report.scope_for(session, current_user)
+    preset, q = _query(today)
+    q = report.resolve(session, q)
+    grain = _grain(q)
+    now = report.totals(session, scope, q)
+    before = report.totals(session, scope, q.previous())
+    return scope, preset, q, grain, now, before
+
+
+@bp.get("/")
+@require_role(Role.manager, Role.admin)
+def dashboard():
+    today = local(utcnow()).date()
+    with transaction(db.session) as session:
+        scope, preset, q, grain, now, before = _data(session, today)
+        series = report.series(session, scope, q, grain)
+        levels = {by: report.breakdown(session, scope, q, by) for by in _level(q)}
+        stores = report.breakdown(session, scope, q, "store") if not q.store_id else []
+        context = dict(
+            preset=preset, q=q, grain=grain, now=now, before=before, net=report.net_contacts(session, scope, q),
+            change=report.change, series=series, levels=levels, top=stores[:5],
+            bottom=list(reversed(stores[-5:])) if len(stores) > 5 else [], funnel=report.funnel(now),
+            presets=PRESETS, grains=GRAINS, labels=LABELS, money=MONEY, metrics=METRICS, level_labels=LEVEL_LABELS,
+            cuisines=CUISINES, chart=_charts(series, report.funnel(now)), **report.choices(session, scope),
+        )
+    return render_template("stats/dashboard.html", **context)
+
+
+def _charts(series, funnel) -> dict:
+    labels = [d.isoformat() for d, _ in series]
+    return {
+        "trend": {"kind": "line", "labels": labels, "yuan": [False, True], "series": [
+            {"name": str(LABELS["issued"]), "data": [v["issued"] for _, v in series], "axis": 0},
+            {"name": str(LABELS["redeemed"]), "data": [v["redeemed"] - v["reversed"] for _, v in series], "axis": 0},
+            {"name": str(LABELS["new_contacts"]), "data": [v["new_contacts"] for _, v in series], "axis": 0},
+            {"name": str(LABELS["discount_fen"]), "data": [v["discount_fen"] / 100 for _, v in series], "axis": 1},
+        ]},
+        "funnel": {"kind": "funnel", "labels": [str(LABELS[k]) for k, _ in funnel],
+                   "series": [{"name": str(_l("转化")), "data": [v for _, v in funnel]}]},
+    }
+
+
+@bp.get("/export.csv")
+@require_role(Role.manager, Role.admin)
+def export_csv():
+    """Every table of the page as CSV: ``table`` = series, or a breakdown (circle, merchant,
+    store, template, campaign, channel). UTF-8 with a BOM so spreadsheet programs read the Chinese."""
+    table = request.args.get("table", "series")
+    if table not in ("series", *report.BREAKDOWNS):
+        abort(400)
+    today = local(utcnow()).date()
+    with transaction(db.session) as session:
+        scope, _preset, q, grain, _now, _before = _data(session, today)
+        if table == "series":
+            head = [str(_l("日期"))]
+            body = [[d.isoformat(), *_cells(v)] for d, v in report.series(session, scope, q, grain)]
+        else:
+            head = ["id", str(LEVEL_LABELS[table])]
+            body = [[r.id, r.name, *_cells(r.values)] for r in report.breakdown(session, scope, q, table)]
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow([*head, *[str(LABELS[m]) for m in METRICS]])
+    writer.writerows(body)
+    name = f"linli-{table}-{q.start.isoformat()}-{q.end.isoformat()}.csv"
+    return Response(out.getvalue(), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _cells(values: dict) -> list:
+    return [f"{values[m] / 100:.2f}" if m in MONEY else values[m] for m in METRICS]
