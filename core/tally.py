@@ -32,17 +32,8 @@ def _metric_column():
     return mapped_column(BigInteger, default=0, server_default="0")
 
 
-class Tally(Base):
-    """Counts not yet rolled up (usually seconds old)."""
-
-    __tablename__ = "stat_tallies"
-
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    local_day: Mapped[date] = mapped_column(Date)
-    store_id: Mapped[int] = mapped_column(Integer, default=0)
-    template_id: Mapped[int] = mapped_column(Integer, default=0)
-    campaign_id: Mapped[int] = mapped_column(Integer, default=0)
-    channel_id: Mapped[int] = mapped_column(Integer, default=0)
+class Metrics:
+    """The counted columns, shared by tallies and the rollups they become (``METRICS``)."""
 
     new_contacts: Mapped[int] = _metric_column()
     lost_contacts: Mapped[int] = _metric_column()
@@ -55,6 +46,19 @@ class Tally(Base):
     pushes_planned: Mapped[int] = _metric_column()
     pushes_delivered: Mapped[int] = _metric_column()
     pushes_over_quota: Mapped[int] = _metric_column()
+
+
+class Tally(Metrics, Base):
+    """Counts not yet rolled up (usually seconds old)."""
+
+    __tablename__ = "stat_tallies"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    local_day: Mapped[date] = mapped_column(Date)
+    store_id: Mapped[int] = mapped_column(Integer, default=0)
+    template_id: Mapped[int] = mapped_column(Integer, default=0)
+    campaign_id: Mapped[int] = mapped_column(Integer, default=0)
+    channel_id: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def local_day(at: datetime) -> date:

@@ -1,8 +1,7 @@
-"""The statistics' RQ entry points: the clock's roll-up (every 15 s) and a rebuild."""
+"""The statistics' RQ entry point: the clock's roll-up (every 15 s)."""
 from __future__ import annotations
 
 import logging
-from datetime import date
 
 from core import failpoints
 from core.db import db
@@ -28,9 +27,3 @@ def roll_up(batch: int = rollup.BATCH) -> int:
         moved += n
         if n < batch:
             return moved
-
-
-def rebuild(from_day: str | None = None) -> str:
-    day = date.fromisoformat(from_day) if from_day else None
-    rollup.rebuild_in(db.session.session_factory, day)
-    return f"rebuilt from {day or 'the beginning'}"

@@ -10,13 +10,10 @@ from sqlalchemy import BigInteger, Date, Index, Integer
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, utcnow
+from core.tally import Metrics
 
 
-def _metric():
-    return mapped_column(BigInteger, default=0, server_default="0")
-
-
-class DailyStat(Base):
+class DailyStat(Metrics, Base):
     __tablename__ = "stat_daily"
 
     local_day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -27,17 +24,6 @@ class DailyStat(Base):
     merchant_id: Mapped[int] = mapped_column(Integer, default=0)
     circle_id: Mapped[int] = mapped_column(Integer, default=0)
 
-    new_contacts: Mapped[int] = _metric()
-    lost_contacts: Mapped[int] = _metric()
-    issued: Mapped[int] = _metric()
-    claimed: Mapped[int] = _metric()
-    redeemed: Mapped[int] = _metric()
-    reversed: Mapped[int] = _metric()
-    discount_fen: Mapped[int] = _metric()
-    bill_fen: Mapped[int] = _metric()
-    pushes_planned: Mapped[int] = _metric()
-    pushes_delivered: Mapped[int] = _metric()
-    pushes_over_quota: Mapped[int] = _metric()
 
     __table_args__ = (
         Index("ix_stat_daily_circle_day", "circle_id", "local_day"),

@@ -118,13 +118,14 @@ def dashboard():
         scope, preset, q, grain, now, before = _data(session, today)
         series = report.series(session, scope, q, grain)
         levels = {by: report.breakdown(session, scope, q, by) for by in _level(q)}
-        stores = report.breakdown(session, scope, q, "store") if not q.store_id else []
+        funnel = report.funnel(now)
+        stores = [] if q.store_id else levels.get("store") or report.breakdown(session, scope, q, "store")
         context = dict(
             preset=preset, q=q, grain=grain, now=now, before=before, net=report.net_contacts(session, scope, q),
             change=report.change, series=series, levels=levels, top=stores[:5],
-            bottom=list(reversed(stores[-5:])) if len(stores) > 5 else [], funnel=report.funnel(now),
+            bottom=list(reversed(stores[-5:])) if len(stores) > 5 else [], funnel=funnel,
             presets=PRESETS, grains=GRAINS, labels=LABELS, money=MONEY, metrics=METRICS, level_labels=LEVEL_LABELS,
-            cuisines=CUISINES, chart=_charts(series, report.funnel(now)), **report.choices(session, scope),
+            cuisines=CUISINES, chart=_charts(series, funnel), **report.choices(session, scope),
         )
     return render_template("stats/dashboard.html", **context)
 

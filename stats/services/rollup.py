@@ -107,10 +107,6 @@ def roll_up(session: Session, batch: int = BATCH, now: datetime | None = None) -
     return n
 
 
-def pending_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Tally)) or 0
-
-
 # --------------------------------------------------------------------------- rebuild
 
 
@@ -125,6 +121,24 @@ def _day(session: Session, column):
 def _zero(**given):
     """Metric columns for one raw source: the given expressions, 0 elsewhere."""
     return [given.get(m, literal(0)).label(m) for m in METRICS]
+
+
+def _redemptions(session: Session, at, joined, after, sign: int):
+    """Redemptions (sign 1) or their reversals (sign -1, on the reversal's day): credited to
+    the till's store and the coupon's campaign and code, amounts taken back by a reversal."""
+    rd, cp = Redemption.__table__, Coupon.__table__
+    counted = {"redeemed": func.count()} if sign > 0 else {"reversed": func.count()}
+    return (
+        select(_day(session, at).label("local_day"), rd.c.store_id.label("store_id"),
+               cp.c.template_id.label("template_id"), func.coalesce(cp.c.origin_campaign_id, 0).label("campaign_id"),
+               func.coalesce(cp.c.origin_channel_id, 0).label("channel_id"),
+               *_zero(**counted, discount_fen=sign * func.sum(rd.c.discount_fen),
+                      bill_fen=sign * func.sum(rd.c.bill_fen)))
+        .select_from(joined)
+        .where(after(at))
+        .group_by(_day(session, at), rd.c.store_id, cp.c.template_id, cp.c.origin_campaign_id,
+                  cp.c.origin_channel_id)
+    )
 
 
 def _raw(session: Session, since: datetime | None, since_day: date | None):
@@ -145,23 +159,9 @@ def _raw(session: Session, since: datetime | None, since_day: date | None):
         .where(after(cp.c.issued_at))
         .group_by(_day(session, cp.c.issued_at), cp.c.origin_store_id, cp.c.template_id, cp.c.origin_campaign_id,
                   cp.c.origin_channel_id),
-        select(_day(session, rd.c.redeemed_at).label("local_day"), rd.c.store_id.label("store_id"),
-               cp.c.template_id.label("template_id"), func.coalesce(cp.c.origin_campaign_id, 0).label("campaign_id"),
-               func.coalesce(cp.c.origin_channel_id, 0).label("channel_id"),
-               *_zero(redeemed=func.count(), discount_fen=func.sum(rd.c.discount_fen), bill_fen=func.sum(rd.c.bill_fen)))
-        .select_from(rd.join(cp, cp.c.id == rd.c.coupon_id))
-        .where(after(rd.c.redeemed_at))
-        .group_by(_day(session, rd.c.redeemed_at), rd.c.store_id, cp.c.template_id, cp.c.origin_campaign_id,
-                  cp.c.origin_channel_id),
-        select(_day(session, rv.c.reversed_at).label("local_day"), rd.c.store_id.label("store_id"),
-               cp.c.template_id.label("template_id"), func.coalesce(cp.c.origin_campaign_id, 0).label("campaign_id"),
-               func.coalesce(cp.c.origin_channel_id, 0).label("channel_id"),
-               *_zero(reversed=func.count(), discount_fen=-func.sum(rd.c.discount_fen),
-                      bill_fen=-func.sum(rd.c.bill_fen)))
-        .select_from(rv.join(rd, rd.c.id == rv.c.redemption_id).join(cp, cp.c.id == rd.c.coupon_id))
-        .where(after(rv.c.reversed_at))
-        .group_by(_day(session, rv.c.reversed_at), rd.c.store_id, cp.c.template_id, cp.c.origin_campaign_id,
-                  cp.c.origin_channel_id),
+        _redemptions(session, rd.c.redeemed_at, rd.join(cp, cp.c.id == rd.c.coupon_id), after, 1),
+        _redemptions(session, rv.c.reversed_at,
+                     rv.join(rd, rd.c.id == rv.c.redemption_id).join(cp, cp.c.id == rd.c.coupon_id), after, -1),
         select(_day(session, rel.c.added_at).label("local_day"), func.coalesce(rel.c.store_id, 0).label("store_id"),
                zero.label("template_id"), zero.label("campaign_id"),
                func.coalesce(rel.c.channel_id, 0).label("channel_id"), *_zero(new_contacts=func.count()))

@@ -17,33 +17,22 @@ from core.tally import METRICS, Tally
 from core.txn import transaction
 from coupons import services as coupons
 from coupons.models import CouponSource
-from merchants.models import Region, RegionLevel
 from residents import services as residents
 from stats import jobs as stats_jobs
 from stats.models import DailyStat
 from stats.services import rollup
 from tests.support.coupons import NOW, make_shop, make_template
-from tests.support.residents import make_member, make_resident
+from tests.support.residents import make_circle, make_member, make_resident
 
 DAY = date(2025, 6, 11)
 LINLI = str(Path(sys.executable).parent / "linli")
-
-
-def _circle(session) -> Region:
-    city = Region(name="上海", level=RegionLevel.city)
-    session.add(city)
-    session.flush()
-    circle = Region(name="徐家汇", level=RegionLevel.circle, parent_id=city.id)
-    session.add(circle)
-    session.flush()
-    return circle
 
 
 def _activity(days: int = 3):
     """A store's few days: contacts added (one lost), welcome coupons, redemptions (one
     reversed), a store-page claim. Returns the shop."""
     with transaction(db.session) as session:
-        shop = make_shop(session, _circle(session))
+        shop = make_shop(session, make_circle(session))
     template = make_template(shop, valid_from=date(2025, 6, 1), valid_until=date(2025, 6, 30), total_stock=None,
                              per_diner_limit=5)
     with transaction(db.session) as session:
