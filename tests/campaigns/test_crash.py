@@ -44,6 +44,7 @@ def worker(stack, tmp_path: Path, failpoint: str | None = None) -> int:
         "DATABASE_URL": cfg["DATABASE_URL"], "REDIS_URL": cfg["REDIS_URL"], "INSTANCE_PATH": str(tmp_path / "w"),
         "SECRET_KEY": "test-secret", "WECOM_API_BASE": cfg["WECOM_API_BASE"],
         "PUBLIC_BASE_URL": cfg["PUBLIC_BASE_URL"], "CAMPAIGN_LEASE_SECONDS": "1", "CAMPAIGN_TRACK_SECONDS": "1",
+        "WECOM_HTTP_TIMEOUT": "15",
     }
     env.pop(ENV, None)
     if failpoint:
@@ -120,12 +121,14 @@ def test_a_worker_killed_during_tracking_loses_no_result(stack, fast, tmp_path):
 
 
 def test_a_lease_taken_over_mid_call_withdraws_the_duplicate(stack, fast, tmp_path):
-    """WeCom is slow; the lease runs out while the first worker waits; a second worker takes
+    """WeCom is slow (8 s: longer than a second worker takes to start on a busy machine, so
+    the takeover happens while the first call is still out); the lease runs out while the
+    first worker waits; a second worker takes
     over, finds nothing yet and creates the task; the first one's answer arrives, it learns it
     lost the chunk and withdraws its own task: one live task."""
     hood = Hood(stack, diners=3, overlap=0)
     stack.http.post(f"{stack.sim_url}/sim/admin/faults",
-                    json={"latency_ms": 2500, "path": "externalcontact/add_msg_template"})
+                    json={"latency_ms": 8000, "path": "externalcontact/add_msg_template"})
     campaign_id = hood.campaign(hood.a, hood.ta)
     db.session.remove()
     jobs.tick()
@@ -133,7 +136,7 @@ def test_a_lease_taken_over_mid_call_withdraws_the_duplicate(stack, fast, tmp_pa
     env = {**os.environ, "DATABASE_URL": cfg["DATABASE_URL"], "REDIS_URL": cfg["REDIS_URL"],
            "INSTANCE_PATH": str(tmp_path / "slow"), "SECRET_KEY": "test-secret",
            "WECOM_API_BASE": cfg["WECOM_API_BASE"], "PUBLIC_BASE_URL": cfg["PUBLIC_BASE_URL"],
-           "CAMPAIGN_LEASE_SECONDS": "1", "WECOM_HTTP_TIMEOUT": "10"}
+           "CAMPAIGN_LEASE_SECONDS": "1", "WECOM_HTTP_TIMEOUT": "15"}
     env.pop(ENV, None)
     slow = subprocess.Popen([LINLI, "worker", "--burst"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
