@@ -1,8 +1,8 @@
-"""How long do the dashboards' statistics take once a marketplace has a long history?
+"""How long do the coupon pages' raw counts take once a marketplace has a long history?
 
-The portal dashboard (``/portal/dashboard``, also the templates list) and a store's dashboard
-(``/portal/stores/<id>/dashboard``) run ``coupons.services.template_stats`` and
-``daily_stats`` on every page view; the desk runs ``recent_redemptions``. This seeds a
+The templates list and a template's page run ``coupons.services.template_stats`` (all-time
+counts per template) on every view; the desk runs ``recent_redemptions``. (The dashboards read
+the statistics' rollups instead: ``bench/stats.py``.) This seeds a
 history in bulk (Core INSERTs over 50,000-row batches, in time order as the live system
 appends rows): merchants with 20 stores and 50 templates between them, one chain holding half
 of each, 200,000 coupons issued over 180 days, about 60 % redeemed (1 % of those reversed),
@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event, func, insert, inspect, select, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from accounts.models import Role, User  # noqa: E402
+from core.db import db  # noqa: E402
 from coupons import services as svc  # noqa: E402
 from coupons.models import (  # noqa: E402
     Coupon,
@@ -51,8 +53,6 @@ from coupons.models import (  # noqa: E402
     TemplateStatus,
 )
 from marketplace.all_models import metadata  # noqa: E402
-from accounts.models import Role, User  # noqa: E402
-from core.db import db  # noqa: E402
 from merchants.models import Merchant, Region, RegionLevel, ReviewStatus, Store  # noqa: E402
 
 VALID_DAYS = 30
@@ -424,14 +424,12 @@ def main() -> int:
                   f"its store {sid} has {n_store:,} redemptions ({args.runs} runs each, ms)")
 
             queries = [
-                Query("portal dashboard: template_stats", lambda s: svc.template_stats(s, mid)),
-                Query("portal dashboard: daily_stats (30 days)", lambda s: svc.daily_stats(s, mid, now=now)),
-                Query("store dashboard: template_stats", lambda s: svc.template_stats(s, mid, sid)),
-                Query("store dashboard: daily_stats (30 days)", lambda s: svc.daily_stats(s, mid, sid, now=now)),
+                Query("templates list: template_stats", lambda s: svc.template_stats(s, mid)),
+                Query("one store: template_stats", lambda s: svc.template_stats(s, mid, sid)),
                 Query("desk: recent_redemptions (10)", lambda s: svc.recent_redemptions(s, mid, sid, limit=10)),
             ]
             if small != mid:  # a small merchant's page should cost less than the chain's
-                queries.append(Query(f"portal, small merchant {small}: template_stats",
+                queries.append(Query(f"templates list, small merchant {small}: template_stats",
                                      lambda s: svc.template_stats(s, small)))
             clock = StatementClock(engine)
             time_queries(engine, clock, queries, args.runs)

@@ -1,4 +1,4 @@
-"""Coupon pages: templates (owner), the redemption desk (cashier or owner), the store dashboard,
+"""Coupon pages: templates (owner), the redemption desk (cashier or owner),
 a store's welcome settings (owner).
 
 Thin views: parse a form, call ``coupons.services``, render. Every lookup is scoped to the
@@ -51,7 +51,6 @@ from coupons.models import Coupon, CouponTemplate, TemplateStatus
 from merchants.forms import CsrfForm
 from merchants.models import Merchant, ReviewStatus, Store
 from merchants.services import (
-    channel_counts,
     get_store_for,
     store_channels,
     stores_visible_to,
@@ -350,29 +349,6 @@ def reverse(redemption_id: int):
     else:
         flash(_("已撤销核销，券已退回顾客"))
     return redirect(url_for("coupons.desk_result", redemption_id=redemption_id))
-
-
-# ------------------------------------------------------------------ dashboard
-
-
-def _channel_contacts(store_id: int) -> list[tuple[str, int]]:
-    """Contacts by channel (two queries)."""
-    counts = channel_counts(db.session, store_id)
-    return [(c.name, counts.get(c.id, 0)) for c in store_channels(db.session, store_id, active_only=False)]
-
-
-@bp.get("/portal/dashboard")
-@bp.get("/portal/stores/<int:store_id>/dashboard")
-@require_role(Role.owner)
-def dashboard(store_id: int | None = None):
-    store = _my_store(store_id) if store_id is not None else None
-    mid = _merchant_id()
-    stats = svc.template_stats(db.session, mid, store_id)
-    return render_template(
-        "coupons/dashboard.html", store=store, stores=_my_stores(), stats=stats, totals=svc.totals(stats),
-        days=svc.daily_stats(db.session, mid, store_id),
-        channels=_channel_contacts(store_id) if store_id is not None else None,
-    )
 
 
 # ------------------------------------------------------------------ welcome settings

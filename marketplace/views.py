@@ -37,6 +37,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(stats_views.bp)
+    app.register_blueprint(stats_views.portal)
     app.register_blueprint(merchant_views.bp)
     app.register_blueprint(channel_views.bp)
     coupon_views.init_app(app)

@@ -32,7 +32,7 @@ from wecom.client import WeComError
 
 bp = Blueprint("merchants", __name__, url_prefix="/portal")
 
-# Other packages add per-store pages (channels, coupons, dashboard) to the store page:
+# Other packages add per-store pages (channels, coupons, statistics) to the store page:
 # ``register_store_link("channels.index", _l("渠道活码"))``; the endpoint takes ``store_id``.
 STORE_LINKS: list[tuple[str, object]] = []
 
@@ -45,7 +45,6 @@ def register_store_link(endpoint: str, label) -> None:
 # Pages other packages serve per store; shown only when the endpoint exists.
 register_store_link("channels.index", _l("渠道活码"))
 register_store_link("coupons.welcome", _l("欢迎语"))
-register_store_link("coupons.dashboard", _l("经营看板"))
 
 
 @bp.app_template_filter("yuan")

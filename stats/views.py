@@ -1,12 +1,14 @@
-"""The statistics pages: the regional dashboard (managers: their regions; the admin: all)
-and its CSV files. Thin: parsing the range and filters, then ``services.report``."""
+"""The statistics pages: one dashboard over the rollups for every viewer — the regional one
+(``/stats/``: managers their regions, the admin all) and the merchant's (``/portal/dashboard``:
+an owner their stores) — and its CSV files. Thin: parsing the range and filters, then
+``services.report``; who sees what is the report's ``Scope``."""
 from __future__ import annotations
 
 import csv
 import io
 from datetime import date, timedelta
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
@@ -17,9 +19,13 @@ from core.localtime import local
 from core.tally import METRICS
 from core.txn import transaction
 from merchants.models import CUISINES
+from merchants.services import get_store_for
+from merchants.views import register_store_link
 from stats.services import report
 
 bp = Blueprint("stats", __name__, url_prefix="/stats")
+portal = Blueprint("stats_portal", __name__, url_prefix="/portal")
+register_store_link("stats_portal.store_dashboard", _l("经营看板"))
 
 PRESETS = {
     "7d": _l("近 7 天"), "30d": _l("近 30 天"), "this_month": _l("本月"), "last_month": _l("上月"),
@@ -84,10 +90,13 @@ def _query(today: date) -> tuple[str, report.Query]:
     )
 
 
-def _level(q: report.Query) -> list[str]:
-    """What the drill-down table lists at this depth: region → circle → store → template/campaign."""
+def _level(scope: report.Scope, q: report.Query) -> list[str]:
+    """What the drill-down tables list at this depth: region → circle → store →
+    template/campaign/channel; a merchant starts at its stores and coupons."""
     if q.store_id:
         return ["template", "campaign", "channel"]
+    if scope.merchant_id is not None:
+        return ["store", "template", "campaign"]
     if q.circle_id or q.merchant_id:
         return ["store", "campaign"]
     return ["circle", "merchant"]
@@ -103,6 +112,8 @@ def _grain(q: report.Query) -> str:
 def _data(session, today: date):
     scope = report.scope_for(session, current_user)
     preset, q = _query(today)
+    if q.store_id is not None:
+        get_store_for(session, current_user, q.store_id)  # another tenant's store: 404, not zeros
     q = report.resolve(session, q)
     grain = _grain(q)
     now = report.totals(session, scope, q)
@@ -113,15 +124,32 @@ def _data(session, today: date):
 @bp.get("/")
 @require_role(Role.manager, Role.admin)
 def dashboard():
+    return _page("stats.dashboard", _l("数据统计"))
+
+
+@portal.get("/dashboard")
+@require_role(Role.owner)
+def merchant_dashboard():
+    return _page("stats_portal.merchant_dashboard", _l("经营看板"))
+
+
+@portal.get("/stores/<int:store_id>/dashboard")
+@require_role(Role.owner)
+def store_dashboard(store_id: int):
+    """The store page's link: the merchant's dashboard narrowed to the store."""
+    return redirect(url_for("stats_portal.merchant_dashboard", **{**request.args.to_dict(), "store": store_id}))
+
+
+def _page(endpoint: str, title):
     today = local(utcnow()).date()
     with transaction(db.session) as session:
         scope, preset, q, grain, now, before = _data(session, today)
         series = report.series(session, scope, q, grain)
-        levels = {by: report.breakdown(session, scope, q, by) for by in _level(q)}
+        levels = {by: report.breakdown(session, scope, q, by) for by in _level(scope, q)}
         funnel = report.funnel(now)
         stores = [] if q.store_id else levels.get("store") or report.breakdown(session, scope, q, "store")
         context = dict(
-            preset=preset, q=q, grain=grain, now=now, before=before, net=report.net_contacts(session, scope, q),
+            page=endpoint, title=title, merchant_view=scope.merchant_id is not None, preset=preset, q=q, grain=grain, now=now, before=before, net=report.net_contacts(session, scope, q),
             change=report.change, series=series, levels=levels, top=stores[:5],
             bottom=list(reversed(stores[-5:])) if len(stores) > 5 else [], funnel=funnel,
             presets=PRESETS, grains=GRAINS, labels=LABELS, money=MONEY, metrics=METRICS, level_labels=LEVEL_LABELS,
@@ -145,7 +173,7 @@ def _charts(series, funnel) -> dict:
 
 
 @bp.get("/export.csv")
-@require_role(Role.manager, Role.admin)
+@require_role(Role.manager, Role.admin, Role.owner)
 def export_csv():
     """Every table of the page as CSV: ``table`` = series, or a breakdown (circle, merchant,
     store, template, campaign, channel). UTF-8 with a BOM so spreadsheet programs read the Chinese."""

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from accounts.models import Role, User
 from core.db import db, utcnow
 from coupons import services as coupon_svc
-from coupons.models import CouponKind
+from coupons.models import CouponKind, CouponSource
 from merchants.models import Channel, ChannelAdd, MemberGrant, Merchant, Region, RegionLevel, ReviewStatus, Store, StoreMember
 from residents.models import (
     ContactRelationship,
@@ -305,14 +306,19 @@ def fill_dashboard(shop: Shop, count: int) -> list[str]:
         template = live_template(shop, name=uniq("看板券"))
         redeemed_coupon(shop, template.id, shop.store.id, when=now - timedelta(days=next(_n) % 28, hours=1))
         names.append(template.name)
-    names += add_channels(shop.store.id, count)
+    channels = add_channels(shop.store.id, count)
+    with tx() as session:  # each code brought a diner who got a coupon: the store's channel table
+        for channel_id in session.scalars(select(Channel.id).where(Channel.name.in_(channels))):
+            coupon_svc.issue_coupon(session, template.id, uniq("wmScan"), now=now, source=CouponSource.welcome,
+                                    store_id=shop.store.id, channel_id=channel_id)
+    names += channels
     names += add_stores(shop, count)
     return names
 
 
 @pytest.mark.parametrize("scope", ["portal", "store"])
 def test_dashboard_in_constant_queries(client, shop, render, scope):
-    url = "/portal/dashboard" if scope == "portal" else f"/portal/stores/{shop.store.id}/dashboard"
+    url = "/portal/dashboard" if scope == "portal" else f"/portal/dashboard?store={shop.store.id}"
     fill_dashboard(shop, FEW)
     login(client, shop.owner.username)
     few = render(client, url)

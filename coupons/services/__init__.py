@@ -1,7 +1,7 @@
 """Coupon rules, by concern: ``templates`` (terms, validation, status, the tenant lookup,
 where a template applies), ``issuing`` (claims, short codes), ``redemption`` (the till's
-rules, redeem, reversal, desk throttling), ``statistics`` (dashboards), ``display`` (labels
-and card text), ``welcome`` (a store's welcome text and coupon).
+rules, redeem, reversal, desk throttling), ``statistics`` (per-template counts, desk history),
+``display`` (labels and card text), ``welcome`` (a store's welcome text and coupon).
 
 Every function takes a ``Session`` and never commits; the caller owns the transaction.
 This module re-exports the names callers use (``from coupons.services import redeem``).
@@ -46,12 +46,9 @@ from coupons.services.redemption import (
     reverse,
 )
 from coupons.services.statistics import (
-    DayStats,
     TemplateStats,
-    daily_stats,
     recent_redemptions,
     template_stats,
-    totals,
 )
 from coupons.services.templates import (
     FROZEN_TERMS,
@@ -77,15 +74,15 @@ from coupons.services.welcome import (
 
 __all__ = [
     "CODE_ALPHABET", "CODE_LENGTH", "FROZEN_TERMS", "REVERSAL_WINDOW", "STATUS_TRANSITIONS",
-    "WELCOME_TEXT_MAX_BYTES", "WRONG_CODE_LIMIT", "WRONG_CODE_WINDOW", "DayStats", "IssueError",
+    "WELCOME_TEXT_MAX_BYTES", "WRONG_CODE_LIMIT", "WRONG_CODE_WINDOW", "IssueError",
     "RedemptionError", "RedemptionResult", "ReversalError", "TemplateError", "TemplateSpec",
     "TemplateStats", "WelcomeError", "already_redeemed_error", "applies_at", "can_reverse",
-    "check_redeemable", "compute_discount", "create_template", "daily_stats", "desk_throttled",
+    "check_redeemable", "compute_discount", "create_template", "desk_throttled",
     "lift_desk_locks", "locked_tills",
     "find_coupon", "format_code", "get_redemption", "get_template", "headline", "hours_text",
     "issue_coupon", "kind_label", "list_templates", "mask_holder", "merchant_templates",
     "new_short_code", "normalize_code", "recent_redemptions", "record_wrong_code", "redeem",
     "reverse", "set_template_status", "status_label", "stores_for_templates", "template_stats",
-    "templates_for_store", "totals", "update_template", "update_welcome", "validate_spec",
+    "templates_for_store", "update_template", "update_welcome", "validate_spec",
     "weekdays_text"
 ]

@@ -1,23 +1,14 @@
-"""Store statistics: issued and redeemed per template, per local day, and the desk's latest
-redemptions. Grouped queries only: a dashboard costs the same whatever the history."""
+"""Per-template counts for the coupon pages and the desk's latest redemptions, read from the
+raw tables (all time, grouped). The dashboards read the statistics' rollups (``stats``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.localtime import as_utc, local, local_midnight
 from coupons.models import Coupon, CouponTemplate, Redemption
 from merchants.models import Store
-
-
-def _local_day(session: Session, column):
-    """A UTC timestamp column as its Asia/Shanghai calendar day (text 'YYYY-MM-DD')."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", column, "+8 hours")
 
 
 @dataclass
@@ -69,61 +60,6 @@ def template_stats(session: Session, merchant_id: int, store_id: int | None = No
         TemplateStats(tid, name, getattr(status, "value", status), issued, int(n), int(d), int(b))
         for tid, name, status, issued, n, d, b in rows
     ]
-
-
-def totals(stats: list[TemplateStats]) -> dict:
-    """The dashboard's headline numbers over ``template_stats`` rows."""
-    out = {
-        "issued": sum(s.issued for s in stats), "redeemed": sum(s.redeemed for s in stats),
-        "discount_fen": sum(s.discount_fen for s in stats), "bill_fen": sum(s.bill_fen for s in stats),
-    }
-    out["rate"] = out["redeemed"] / out["issued"] if out["issued"] else 0.0
-    return out
-
-
-@dataclass
-class DayStats:
-    day: str
-    issued: int = 0
-    redeemed: int = 0
-    discount_fen: int = 0
-    bill_fen: int = 0
-
-
-def daily_stats(
-    session: Session, merchant_id: int, store_id: int | None = None, days: int = 30,
-    now: datetime | None = None,
-) -> list[DayStats]:
-    """Per local day over the last ``days``: coupons issued, redemptions, discount, bills."""
-    now = as_utc(now)
-    since = local_midnight(local(now).date() - timedelta(days=days - 1))
-    issued_day = _local_day(session, Coupon.issued_at)
-    issued = session.execute(
-        select(issued_day, func.count(Coupon.id))
-        .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
-        .where(CouponTemplate.merchant_id == merchant_id, Coupon.issued_at >= since)
-        .group_by(issued_day)
-    )
-    red_day = _local_day(session, Redemption.redeemed_at)
-    conds = [CouponTemplate.merchant_id == merchant_id, Redemption.redeemed_at >= since,
-             Redemption.reversed.is_(False)]
-    if store_id is not None:
-        conds.append(Redemption.store_id == store_id)
-    redeemed = session.execute(
-        select(red_day, func.count(Redemption.id), func.sum(Redemption.discount_fen),
-               func.sum(Redemption.bill_fen))
-        .join(Coupon, Coupon.id == Redemption.coupon_id)
-        .join(CouponTemplate, CouponTemplate.id == Coupon.template_id)
-        .where(*conds)
-        .group_by(red_day)
-    )
-    out: dict[str, DayStats] = {}
-    for day, n in issued:
-        out.setdefault(day, DayStats(day)).issued = int(n)
-    for day, n, disc, bill in redeemed:
-        s = out.setdefault(day, DayStats(day))
-        s.redeemed, s.discount_fen, s.bill_fen = int(n), int(disc or 0), int(bill or 0)
-    return [out[d] for d in sorted(out, reverse=True)]
 
 
 def recent_redemptions(session: Session, merchant_id: int, store_id: int | None = None, limit: int = 20):

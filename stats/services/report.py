@@ -5,7 +5,7 @@ before, a time series, breakdowns (circle, merchant, store, template, campaign, 
 Who sees what is a ``Scope`` built once per request from the user (``scope_for``): the admin
 all, a manager the circles of their regions (and the campaigns owned there or by merchants with
 a store there: a campaign's pushes belong to no store), an owner their merchant. Every query
-goes through ``_facts``, which applies it: no page can forget.
+goes through ``facts``, which applies it: no page can forget.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from coupons.models import CouponTemplate
 from merchants.models import Channel, Merchant, Region, Store
 from merchants.services.regions import circle_ids_within
 from stats.models import DailyStat
-from stats.services.rollup import KEY
+from stats.services.rollup import KEY, attributed
 
 BREAKDOWNS = ("circle", "merchant", "store", "template", "campaign", "channel")
 MAX_DAYS = 731  # a custom range longer than two years is refused (one query, but a huge series)
@@ -75,14 +75,10 @@ def scope_for(session: Session, user: User) -> Scope:
 
 def _pending():
     """Tallies not rolled up yet, with the attributes the roll-up would give them."""
-    t, s, c = Tally.__table__, Store.__table__, Campaign.__table__
-    return (
-        select(*[t.c[k] for k in KEY],
-               func.coalesce(s.c.merchant_id, c.c.merchant_id, 0).label("merchant_id"),
-               func.coalesce(s.c.circle_id, 0).label("circle_id"),
-               *[t.c[m] for m in METRICS])
-        .select_from(t.outerjoin(s, s.c.id == t.c.store_id).outerjoin(c, c.c.id == t.c.campaign_id))
-    )
+    t = Tally.__table__
+    joined, merchant_id, circle_id = attributed(t)
+    return select(*[t.c[k] for k in KEY], merchant_id.label("merchant_id"), circle_id.label("circle_id"),
+                  *[t.c[m] for m in METRICS]).select_from(joined)
 
 
 def _conditions(cols, scope: Scope, q: Query) -> list:
@@ -101,7 +97,7 @@ def _conditions(cols, scope: Scope, q: Query) -> list:
     return conds
 
 
-def _facts(scope: Scope, q: Query):
+def facts(scope: Scope, q: Query):
     """Rollup rows and waiting tallies in scope and in the query, as one subquery."""
     d = DailyStat.__table__
     rolled = select(*[d.c[k] for k in (*KEY, "merchant_id", "circle_id", *METRICS)]).where(
@@ -124,19 +120,19 @@ def _sums(f):
 
 
 def totals(session: Session, scope: Scope, q: Query) -> dict[str, int]:
-    f = _facts(scope, q)
+    f = facts(scope, q)
     return {m: int(v) for m, v in zip(METRICS, session.execute(select(*_sums(f))).one())}
 
 
 def net_contacts(session: Session, scope: Scope, q: Query) -> int:
     """Contacts gained less lost over all history up to the range's end: the stores' reach."""
-    f = _facts(scope, replace(q, start=date(2000, 1, 1)))
+    f = facts(scope, replace(q, start=date(2000, 1, 1)))
     return int(session.scalar(select(func.coalesce(func.sum(f.c.new_contacts - f.c.lost_contacts), 0))))
 
 
 def series(session: Session, scope: Scope, q: Query, grain: str = "day") -> list[tuple[date, dict[str, int]]]:
     """Per day (or week starting Monday, or month) of the range, zeros included."""
-    f = _facts(scope, q)
+    f = facts(scope, q)
     by_day = {day: dict(zip(METRICS, map(int, rest))) for day, *rest in session.execute(
         select(f.c.local_day, *_sums(f)).group_by(f.c.local_day))}
     out: dict[date, dict[str, int]] = {}
@@ -178,10 +174,11 @@ class Row:
 
 def breakdown(session: Session, scope: Scope, q: Query, by: str, limit: int | None = None) -> list[Row]:
     """Totals per circle / merchant / store / template / campaign / channel, most redeemed
-    first (id 0, "none", is left out: a push belongs to no store, a walk-in to no code)."""
+    first (id 0, "none", is left out: a push belongs to no store, a walk-in to no code). One
+    store's channels are all listed, idle ones with zeros: a poster that brings nobody is news."""
     if by not in BREAKDOWNS:
         raise ValueError(by)
-    f = _facts(scope, q)
+    f = facts(scope, q)
     col = f.c[f"{by}_id"]
     rows = session.execute(
         select(col, *_sums(f)).where(col != 0).group_by(col)
@@ -190,6 +187,10 @@ def breakdown(session: Session, scope: Scope, q: Query, by: str, limit: int | No
     ids = [r[0] for r in rows]
     names = {i: n for i, n in session.execute(select(model.id, name_col).where(model.id.in_(ids)))} if ids else {}
     out = [Row(int(r[0]), names.get(r[0], f"#{r[0]}"), dict(zip(METRICS, map(int, r[1:])))) for r in rows]
+    if by == "channel" and q.store_id is not None and q.campaign_id is None and q.channel_id is None:
+        seen = set(ids)
+        out += [Row(cid, name, dict.fromkeys(METRICS, 0)) for cid, name in session.execute(
+            select(Channel.id, Channel.name).where(Channel.store_id == q.store_id)) if cid not in seen]
     out.sort(key=lambda row: (-row.net_redeemed, -row.values["issued"], row.id))
     return out[:limit] if limit else out
 

@@ -28,7 +28,7 @@ from campaigns.models import Campaign, Delivery, DeliveryStatus, Push
 from core.db import utcnow
 from core.localtime import local_midnight
 from core.tally import METRICS, Tally
-from coupons.models import CLAIMED_SOURCES, Coupon, Redemption, RedemptionReversal
+from coupons.models import CLAIMED_SOURCES, Coupon, CouponTemplate, Redemption, RedemptionReversal
 from merchants.models import Store
 from residents.models import ContactRelationship, RelationshipStatus
 from residents.services import REASON_TRANSFER
@@ -58,18 +58,28 @@ def has_cursor(session: Session) -> bool:
     return session.get(StatCursor, 1) is not None
 
 
+def attributed(src):
+    """``src`` (rows with the key) joined to what names its merchant and circle: the store's;
+    for a row with no store, the campaign's merchant, else the coupon template's (a coupon
+    handed out with no store or campaign is still its merchant's). Returns the join and the
+    two columns; the roll-up and the pages' waiting tallies share it."""
+    s, c, t = Store.__table__, Campaign.__table__, CouponTemplate.__table__
+    joined = (src.outerjoin(s, s.c.id == src.c.store_id).outerjoin(c, c.c.id == src.c.campaign_id)
+              .outerjoin(t, t.c.id == src.c.template_id))
+    return joined, func.coalesce(s.c.merchant_id, c.c.merchant_id, t.c.merchant_id, 0), func.coalesce(s.c.circle_id, 0)
+
+
 def _with_attributes(src):
-    """Group ``src`` (key + metrics) by the key, with the store's merchant and circle (or, for
-    a campaign's own rows, its merchant) alongside."""
-    s, c = Store.__table__, Campaign.__table__
+    """Group ``src`` (key + metrics) by the key, with its merchant and circle alongside."""
+    joined, merchant_id, circle_id = attributed(src)
     return (
         select(
             *[src.c[k] for k in KEY],
-            func.max(func.coalesce(s.c.merchant_id, c.c.merchant_id, 0)).label("merchant_id"),
-            func.max(func.coalesce(s.c.circle_id, 0)).label("circle_id"),
+            func.max(merchant_id).label("merchant_id"),
+            func.max(circle_id).label("circle_id"),
             *[func.sum(src.c[m]).label(m) for m in METRICS],
         )
-        .select_from(src.outerjoin(s, s.c.id == src.c.store_id).outerjoin(c, c.c.id == src.c.campaign_id))
+        .select_from(joined)
         .where(true())  # SQLite: an upsert's SELECT needs a WHERE (its parser's ON ambiguity)
         .group_by(*[src.c[k] for k in KEY])
     )

@@ -1,5 +1,6 @@
-"""The regional dashboard: a manager's numbers are their regions' (page and CSV), the page's
-totals equal its CSV and an independent count over the raw tables, bad filters are a 400."""
+"""The dashboards: a manager's numbers are their regions' (page and CSV), an owner's their
+merchant's, the page's totals equal its CSV and an independent count over the raw tables, bad
+filters are a 400."""
 from __future__ import annotations
 
 import csv
@@ -90,8 +91,8 @@ def test_a_manager_sees_their_regions_only(app, hood):
     # another region's circle or store as a filter shows nothing of it
     other = client.get(f"/stats/?{MONTH}&circle={ids['南京西路']}").get_data(as_text=True)
     assert _kpi(other, "redeemed") == 0 and "静安面馆" not in other
-    rows = _csv(client.get(f"/stats/export.csv?table=store&{MONTH}&store={njx.store.id}"))
-    assert rows == []
+    assert client.get(f"/stats/export.csv?table=store&{MONTH}&store={njx.store.id}").status_code == 404
+    assert client.get(f"/stats/?{MONTH}&store={njx.store.id}").status_code == 404
 
 
 def test_the_admin_sees_all_and_drills_down(app, hood):
@@ -127,3 +128,28 @@ def test_owners_and_strangers_are_refused(app, hood):
     assert login(client, "boss").status_code == 302
     assert client.get("/stats/").status_code == 403
     assert client.get("/stats/export.csv").status_code == 403
+
+
+def test_an_owner_reads_the_same_rollups_for_their_stores(app, hood):
+    """The merchant's dashboard is the same page over the owner's merchant: its stores and
+    coupons, a store narrowed through the store page's link, CSV of its own numbers only."""
+    ids, xjh, njx = hood
+    client = app.test_client()
+    assert login(client, xjh.owner.username).status_code == 302
+    with transaction(db.session) as session:
+        rollup.roll_up(session)
+    html = client.get(f"/portal/dashboard?{MONTH}").get_data(as_text=True)
+    assert _kpi(html, "redeemed") == 3 and _kpi(html, "issued") == 4 and _kpi(html, "new_contacts") == 4
+    assert 'id="by-store"' in html and 'id="by-template"' in html and "静安面馆" not in html
+    assert 'name="circle"' not in html  # a merchant filters by its own stores, not circles
+    link = client.get(f"/portal/stores/{xjh.store.id}/dashboard?{MONTH}")
+    assert link.status_code == 302 and f"store={xjh.store.id}" in link.headers["Location"]
+    store = client.get(link.headers["Location"]).get_data(as_text=True)
+    assert _kpi(store, "redeemed") == 3 and 'id="by-channel"' in store
+    rows = _csv(client.get(f"/stats/export.csv?table=template&{MONTH}"))
+    assert sum(int(r["核销"]) for r in rows) == 3 and sum(float(r["优惠金额(元)"]) for r in rows) > 0
+    # another merchant's store is not there, not even as zeros
+    assert client.get(f"/portal/dashboard?{MONTH}&store={njx.store.id}").status_code == 404
+    assert client.get(f"/stats/export.csv?{MONTH}&store={njx.store.id}").status_code == 404
+    assert client.get(f"/portal/stores/{njx.store.id}/dashboard").status_code in (302, 404)
+    assert client.get("/stats/").status_code == 403  # the regional page stays the managers'
