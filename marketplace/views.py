@@ -12,6 +12,7 @@ from merchants import channel_views
 from merchants import views as merchant_views
 from residents import views as resident_views
 from residents.transfers import views as transfer_views
+from stats import admin_views as stats_admin_views
 from stats import views as stats_views
 from wecom.defaults import DEMO_CORP_ID
 
@@ -37,6 +38,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(stats_views.bp)
+    app.register_blueprint(stats_admin_views.bp)
     app.register_blueprint(stats_views.portal)
     app.register_blueprint(merchant_views.bp)
     app.register_blueprint(channel_views.bp)

@@ -11,7 +11,8 @@
  *            "series": [{"name": "…", "data": [...], "axis": 0|1}], "yuan": [false, true]}
  *         </script>
  *   axis 1 is a right-hand y axis; yuan[i] formats axis i (and its series' tooltips) as ¥.
- *   A funnel draws series[0] over the labels (its stages).
+ *   A funnel draws series[0] over the labels (its stages) as horizontal bars with each
+ *   stage's share of the one before.
  * Table:  <table class="sortable"> … <th data-sort="num|text"> …; a cell's data-value, when
  *   present, is its sort key instead of its text.
  */
@@ -87,39 +88,40 @@
     };
   }
 
+  // A conversion funnel as horizontal bars, top stage first: each bar is as long as its own
+  // value and says what share of the stage before it went on (an ECharts funnel draws each
+  // band from its value to the next one's, so a small first stage would still look large).
   function funnelOption(spec, labels, series) {
     const values = Array.isArray(series[0].data) ? series[0].data : [];
     const inYuan = Array.isArray(spec.yuan) && spec.yuan[0];
     const show = function (v) { return inYuan ? yuan(v) : number.format(Number(v) || 0); };
     const data = labels.map(function (name, i) {
       const v = Number(values[i]);
-      return { name: String(name), value: isFinite(v) ? v : 0 };
+      return isFinite(v) ? v : 0;
     });
-    const max = Math.max.apply(null, data.map(function (d) { return d.value; }));
+    const share = function (i) {
+      if (i === 0 || !data[i - 1]) return '';
+      return ' (' + number.format(Math.round((data[i] / data[i - 1]) * 1000) / 10) + '%)';
+    };
     return {
       tooltip: {
         trigger: 'item', confine: true, textStyle: { fontSize: FONT + 1 },
-        formatter: function (p) { return p.marker + p.name + ': ' + show(p.value); },
+        formatter: function (p) { return p.marker + p.name + ': ' + show(p.value) + share(p.dataIndex); },
       },
+      grid: { left: 4, right: 48, top: 8, bottom: 4, containLabel: true },
+      xAxis: { type: 'value', show: false },
+      yAxis: { type: 'category', inverse: true, data: labels.map(String),
+        axisTick: { show: false }, axisLabel: { fontSize: FONT } },
       series: [{
-        type: 'funnel',
+        type: 'bar',
         name: String(series[0].name === undefined ? '' : series[0].name),
-        sort: 'none',  // keep the stages in the order given
-        min: 0,
-        max: max > 0 ? max : 1,
-        left: '4%',
-        top: 8,
-        bottom: 8,
-        width: '56%',
-        minSize: '8%',
-        gap: 2,
-        label: {
-          position: 'right',
-          fontSize: FONT,
-          formatter: function (p) { return p.name + ': ' + show(p.value); },
-        },
-        labelLine: { length: 8 },
         data: data,
+        barMaxWidth: 36,
+        colorBy: 'data',
+        label: {
+          show: true, position: 'right', fontSize: FONT,
+          formatter: function (p) { return show(p.value) + share(p.dataIndex); },
+        },
       }],
     };
   }
