@@ -116,6 +116,11 @@ class Settings:
     # ``linli run``: RQ workers that take only the ``high`` queue (welcomes), beside the one
     # worker for every queue; 2 hold a burst of 20 adds per second on two cores (README).
     LINLI_WORKERS: int = 2
+    # The POS API: requests per key in a fixed window (``limits`` notation, e.g. "1200/minute",
+    # "50/second"); past it a 429 with Retry-After.
+    API_RATE_LIMIT: str = "1200/minute"
+    # Webhook URLs must be https; this also allows http://127.0.0.1 / localhost (development).
+    WEBHOOK_ALLOW_HTTP: bool = False
     TESTING: bool = False
     extra: dict = field(default_factory=dict)
 

@@ -15,7 +15,7 @@ import logging
 
 from blinker import Namespace, Signal
 from sqlalchemy import event
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session, SessionTransaction, scoped_session
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ store_staff_changed = _signals.signal("store-staff-changed")
 coupon_redeemed = _signals.signal("coupon-redeemed")
 # kwargs: coupon_id, redemption_id, resident_id (None for a holder we don't know)
 redemption_reversed = _signals.signal("redemption-reversed")
+# kwargs: coupon_id — a diner claimed a coupon themselves (a store page, a campaign card)
+coupon_claimed = _signals.signal("coupon-claimed")
 
 # --- residents ---------------------------------------------------------------------------
 # kwargs: resident_id, member_id, store_id (None when unknown), first_time (bool), scan (for a
@@ -41,32 +43,52 @@ contact_closed = _signals.signal("resident-contact-closed")
 # kwargs: resident_id — the taste profile changed (new or refreshed signals)
 taste_changed = _signals.signal("resident-taste-changed")
 
+# --- campaigns ---------------------------------------------------------------------------
+# kwargs: campaign_id, state ("done" | "cancelled") — the campaign has ended
+campaign_finished = _signals.signal("campaign-finished")
+
 _PENDING = "core.signals.pending"
 
 
 def send_after_commit(session: Session | scoped_session, signal: Signal, **kwargs) -> None:
-    """Send ``signal(**kwargs)`` after the session's outermost commit; drop it on rollback."""
+    """Send ``signal(**kwargs)`` after the session's outermost commit; drop it on rollback
+    (of the whole transaction, or of the savepoint it was queued in)."""
     if isinstance(session, scoped_session):
         session = session()
     pending = session.info.get(_PENDING)
     if pending is None:
         pending = session.info[_PENDING] = []
         event.listen(session, "after_commit", _send_pending)
-        event.listen(session, "after_rollback", _drop_pending)
-    pending.append((signal, kwargs))
+        event.listen(session, "after_soft_rollback", _drop_pending)
+    pending.append((session.get_nested_transaction(), signal, kwargs))
 
 
 def _send_pending(session: Session) -> None:
+    # SQLAlchemy also fires after_commit when a savepoint is released: its signals wait.
+    if session.in_nested_transaction():
+        return
     pending = session.info.get(_PENDING) or []
     items, pending[:] = list(pending), []
-    for signal, kwargs in items:
+    for _savepoint, signal, kwargs in items:
         try:
             signal.send(None, **kwargs)
         except Exception:
             log.exception("receiver of %s failed (%s)", signal.name, kwargs)
 
 
-def _drop_pending(session: Session) -> None:
+def _within(savepoint: SessionTransaction | None, ended: SessionTransaction) -> bool:
+    while savepoint is not None:
+        if savepoint is ended:
+            return True
+        savepoint = savepoint.parent
+    return False
+
+
+def _drop_pending(session: Session, previous_transaction: SessionTransaction) -> None:
     pending = session.info.get(_PENDING)
-    if pending:
+    if not pending:
+        return
+    if not previous_transaction.nested:
         pending.clear()
+    else:  # a savepoint rolled back: only what was queued inside it goes
+        pending[:] = [item for item in pending if not _within(item[0], previous_transaction)]

@@ -213,7 +213,7 @@ class Redemption(Base):
     coupon_id: Mapped[int] = mapped_column(ForeignKey("coupons.id"), index=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
-    cashier_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    cashier_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the POS, by API key
     bill_fen: Mapped[int]
     discount_fen: Mapped[int]
     redeemed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -241,6 +241,6 @@ class RedemptionReversal(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     redemption_id: Mapped[int] = mapped_column(ForeignKey("redemptions.id"), unique=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the POS, by API key
     reason: Mapped[str] = mapped_column(String(255), default="")
     reversed_at: Mapped[datetime] = mapped_column(default=utcnow)

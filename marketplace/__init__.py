@@ -14,6 +14,7 @@ from core.extensions import db, init_redis
 
 # Importing these connects every signal receiver and WeCom event handler (one module a domain;
 # the add-contact flow spans domains, so it lives on the roof).
+from integrations import handlers as integration_handlers  # noqa: F401
 from marketplace import (
     errors,
     security,

@@ -29,6 +29,8 @@ from core.inbox import jobs as inbox_jobs
 from core.inbox import services as inbox
 from core.localtime import hhmm, local_time
 from core.txn import transaction
+from integrations.models import ApiKey
+from integrations.services import keys as api_keys
 from marketplace import create_app, schedule
 from marketplace.demo import seed_demo
 from marketplace.supervisor import Supervisor
@@ -304,6 +306,100 @@ def stats_rebuild(from_day) -> None:
 def stats_roll_up() -> None:
     """Roll the waiting tallies up now (what the clock does every 15 s)."""
     click.echo(f"rolled up {stats_jobs.roll_up()} tally row(s)")
+
+
+# --------------------------------------------------------------------------- API keys
+
+ROW_ID = click.IntRange(1, 2_147_483_647)  # an absurd id is a usage error, not the database's
+
+
+@main.group("api-key")
+def api_key_group() -> None:
+    """API keys for a merchant's POS (all its stores or one) or a manager's statistics."""
+
+
+def _owner(key: ApiKey) -> str:
+    if key.manager_id:
+        return f"manager {key.manager_id}"
+    return f"merchant {key.merchant_id}" + (f" store {key.store_id}" if key.store_id else "")
+
+
+def _shown(key: ApiKey) -> str:
+    """How a key is named on screen: its public prefix, never its secret."""
+    return f"{api_keys.TOKEN_PREFIX}{key.prefix}_…"
+
+
+def _api_key(session, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise click.UsageError(f"no API key {key_id}")
+    return key
+
+
+@api_key_group.command("create")
+@click.option("--merchant", "merchant_id", type=ROW_ID, help="A merchant's key (all its stores).")
+@click.option("--store", "store_id", type=ROW_ID, help="Narrowed to one store (its merchant is implied).")
+@click.option("--manager", "manager_id", type=ROW_ID, help="A regional manager's key (their regions' statistics).")
+@click.option("--label", default="", help="A name for the key (which POS, which till).")
+def api_key_create(merchant_id: int | None, store_id: int | None, manager_id: int | None, label: str) -> None:
+    """Create a key: --merchant ID [--store ID], --store ID or --manager ID. The token is
+    printed once, alone on the last line (only its SHA-256 is kept)."""
+    if manager_id is not None and (merchant_id is not None or store_id is not None):
+        raise click.UsageError("a key belongs to a merchant (or one of its stores) or to a manager, not both")
+    if merchant_id is None and store_id is None and manager_id is None:
+        raise click.UsageError("give --merchant ID [--store ID], --store ID or --manager ID")
+    try:
+        with transaction(db.session) as session:
+            new = api_keys.create_key(session, merchant_id=merchant_id, store_id=store_id,
+                                      manager_id=manager_id, label=label)
+            described = f"{new.key.kind} key {new.key.id} {_shown(new.key)} for {_owner(new.key)}"
+            if new.key.label:
+                described += f" ({new.key.label})"
+    except DomainError as exc:
+        raise click.UsageError(str(exc.message)) from exc
+    click.echo(f"created {described}; the token below is shown once, keep it now:")
+    click.echo(new.token)
+
+
+@api_key_group.command("list")
+def api_key_list() -> None:
+    """Every key: id, kind, owner, label, created, last used, revoked (never a secret)."""
+    with transaction(db.session) as session:
+        rows = api_keys.all_keys(session)
+        click.echo("id\tkey\tkind\towner\tlabel\tcreated\tlast used\trevoked")
+        for k in rows:
+            click.echo("\t".join([
+                str(k.id), _shown(k), k.kind, _owner(k), k.label or "-", local_time(k.created_at),
+                local_time(k.last_used_at) or "never", local_time(k.revoked_at) or "-",
+            ]))
+    click.echo(f"{len(rows)} key(s); times are Asia/Shanghai")
+
+
+@api_key_group.command("revoke")
+@click.argument("key_id", type=ROW_ID)
+def api_key_revoke(key_id: int) -> None:
+    """Revoke a key: its token is refused from the next request on (401)."""
+    with transaction(db.session) as session:
+        key = _api_key(session, key_id)
+        already = key.revoked_at is not None
+        api_keys.revoke(session, key)
+        when = local_time(key.revoked_at)
+    click.echo(f"key {key_id} {'was already revoked' if already else 'revoked'} ({when})")
+
+
+@api_key_group.command("label")
+@click.argument("key_id", type=ROW_ID)
+@click.argument("text")
+def api_key_label(key_id: int, text: str) -> None:
+    """Rename a key (the label is the owner's note; the token does not change)."""
+    try:
+        with transaction(db.session) as session:
+            key = _api_key(session, key_id)
+            api_keys.relabel(session, key, text)
+            label = key.label
+    except DomainError as exc:
+        raise click.UsageError(str(exc.message)) from exc
+    click.echo(f"key {key_id} labelled {label!r}")
 
 
 # --------------------------------------------------------------------------- residents (privacy)

@@ -20,6 +20,7 @@ from werkzeug.exceptions import (
 )
 
 from core import errors
+from marketplace.api.v1.problems import API_PREFIX, api_problem_for_status
 from residents.identity import HOME as DINER_HOME
 
 STATUS_FOR: tuple[tuple[type[errors.DomainError], type[HTTPException]], ...] = (
@@ -77,8 +78,11 @@ def own_description(exc: HTTPException) -> str | None:
 
 
 def error_page(exc: HTTPException, status: int):
-    """The page (or JSON) for ``status``; no database query on the way."""
+    """The page (or JSON) for ``status``; no database query on the way. Under the API, a
+    problem document."""
     detail = own_description(exc) if status != 500 else None
+    if request.path.startswith(API_PREFIX):
+        return api_problem_for_status(status, detail)
     if wants_json():
         return jsonify(error=str(detail or exc.name), status=status), status
     diner = is_diner_page()
@@ -104,6 +108,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(404)
     def _not_found(exc: HTTPException):
         return error_page(exc, 404)
+
+    @app.errorhandler(HTTPException)
+    def _other_http_error(exc: HTTPException):
+        """405, 413, 400 …: a problem document under the API, Werkzeug's answer elsewhere."""
+        if request.path.startswith(API_PREFIX) and exc.code:
+            return api_problem_for_status(exc.code, own_description(exc))
+        return exc.get_response()
 
     @app.errorhandler(InternalServerError)
     def _server_error(exc: InternalServerError):

@@ -14,7 +14,8 @@ request's nonce (``<script nonce="{{ csp_nonce() }}">``), images from us or ``da
 confirm(...)"``) are allowed by their hashes ('unsafe-hashes'), found when the app is built;
 forms post to us, or end at WeChat's OAuth page when a diner's
 identity must be asked again. No page may be framed. The WeCom simulator is a separate app
-and sets none of this.
+and sets none of this. One page more: the API's reference page (vendored Redoc) runs its
+search in a worker it starts from a ``blob:`` URL, so that path alone also has ``worker-src``.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from core.config import refuse_demo_secrets
 
 HSTS_SECONDS = 365 * 24 * 3600
+WORKER_PAGES = frozenset({"/api/v1/docs/reference/"})  # Redoc: its search worker is a blob: script
 _HANDLER_RE = re.compile(r'\son[a-z]+="([^"]*)"')
 
 
@@ -64,7 +66,10 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response):
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", content_security_policy(csp_nonce(), form_targets, handler_hashes))
+        policy = content_security_policy(csp_nonce(), form_targets, handler_hashes)
+        if request.path in WORKER_PAGES:
+            policy += "; worker-src 'self' blob:"
+        headers.setdefault("Content-Security-Policy", policy)
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "same-origin")

@@ -102,6 +102,7 @@ class Supervisor:
         # WeChat web OAuth for diner pages: the simulator's phone view plays WeChat too.
         env.setdefault("WECHAT_OA_API_BASE", f"http://{self.host}:{self.sim_port}/")
         env.setdefault("WECHAT_OA_AUTHORIZE_URL", f"http://{self.host}:{self.sim_port}/connect/oauth2/authorize")
+        env.setdefault("WEBHOOK_ALLOW_HTTP", "true")  # test receivers on this machine
         env.setdefault("PYTHONUNBUFFERED", "1")
         if not env.get("REDIS_URL"):
             self.redis = EmbeddedRedis(settings.INSTANCE_PATH)

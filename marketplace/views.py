@@ -6,7 +6,10 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template
 from campaigns import mobile as campaign_mobile
 from campaigns import views as campaign_views
 from coupons import views as coupon_views
+from integrations import views as integration_views
+from integrations import webhook_views
 from marketplace import admin
+from marketplace.api import v1 as api_v1
 from marketplace.demo import DEMO_PASSWORD, demo_logins
 from merchants import channel_views
 from merchants import views as merchant_views
@@ -47,3 +50,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(transfer_views.bp)
     app.register_blueprint(campaign_views.bp)
     app.register_blueprint(campaign_mobile.bp)
+    app.register_blueprint(integration_views.bp)
+    app.register_blueprint(webhook_views.bp)
+    api_v1.init_app(app)

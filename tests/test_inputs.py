@@ -20,6 +20,7 @@ from core.money import parse_yuan
 from core.txn import transaction
 from coupons.models import CouponTemplate
 from coupons.services import TemplateError, create_template, issue_coupon
+from integrations.services import keys
 from merchants.models import Region
 from residents.tokens import make_token
 from tests.support.coupons import PASSWORD, make_shop, make_template, spec
@@ -77,12 +78,14 @@ class World:
         make_admin("ops")
         make_manager("mgr", [regions["上海"]])
         make_owner("newowner")
+        with transaction(db.session) as session:
+            self.api_token = keys.create_key(session, merchant_id=self.shop.merchant.id).token
         db.session.remove()
         self.app = app
         self.clients = {
             "admin": self._signed_in("ops"), "manager": self._signed_in("mgr"), "owner": self._signed_in(self.owner),
             "cashier": self._signed_in(self.cashier), "enrolling": self._signed_in("newowner"),
-            "resident": self._resident(), "anonymous": app.test_client(),
+            "resident": self._resident(), "anonymous": app.test_client(), "pos": self._pos(),
         }
 
     def _signed_in(self, username: str):
@@ -93,6 +96,12 @@ class World:
         assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
         return client
 
+    def _pos(self):
+        """The merchant's POS: every request with its API key."""
+        client = self.app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {self.api_token}"
+        return client
+
     def _resident(self):
         client = self.app.test_client()
         assert client.get(f"/m/?t={make_token(self.resident_id)}").status_code == 302
@@ -100,7 +109,7 @@ class World:
 
     def client_for(self, path: str):
         for prefix, role in (("/admin", "admin"), ("/campaigns", "owner"), ("/portal/review", "manager"), ("/portal", "owner"),
-                             ("/desk", "cashier"), ("/m/", "resident")):
+                             ("/desk", "cashier"), ("/m/", "resident"), ("/api/", "pos")):
             if path.startswith(prefix):
                 return self.clients[role]
         return self.clients["anonymous"]

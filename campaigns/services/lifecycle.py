@@ -18,6 +18,7 @@ from campaigns.models import Campaign, CampaignState, CampaignTemplate, Campaign
 from campaigns.services.audience import AudienceRule, scope_store_ids
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.signals import campaign_finished, send_after_commit
 from coupons.models import CouponTemplate, FundedBy, TemplateStatus
 from merchants.models import ReviewStatus, Store
 from merchants.services.regions import circle_ids_within
@@ -201,6 +202,8 @@ def move(session: Session, campaign_id: int, to: CampaignState, *, user_id: int 
     session.add(CampaignTransition(campaign_id=campaign_id, from_state=frm, to_state=to, user_id=user_id,
                                    note=note[:200]))
     session.flush()
+    if to in ENDED:
+        send_after_commit(session, campaign_finished, campaign_id=campaign_id, state=to.value)
     session.expire_all()
     return to
 

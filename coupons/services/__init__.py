@@ -44,6 +44,7 @@ from coupons.services.redemption import (
     record_wrong_code,
     redeem,
     reverse,
+    reverse_for,
 )
 from coupons.services.statistics import (
     TemplateStats,
@@ -82,7 +83,7 @@ __all__ = [
     "find_coupon", "format_code", "get_redemption", "get_template", "headline", "hours_text",
     "issue_coupon", "kind_label", "list_templates", "mask_holder", "merchant_templates",
     "new_short_code", "normalize_code", "recent_redemptions", "record_wrong_code", "redeem",
-    "reverse", "set_template_status", "status_label", "stores_for_templates", "template_stats",
+    "reverse", "reverse_for", "set_template_status", "status_label", "stores_for_templates", "template_stats",
     "templates_for_store", "update_template", "update_welcome", "validate_spec",
     "weekdays_text"
 ]

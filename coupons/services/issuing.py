@@ -14,6 +14,7 @@ from core import tally
 from core.bounds import in_date_range
 from core.errors import Conflict
 from core.localtime import as_utc, local_midnight
+from core.signals import coupon_claimed, send_after_commit
 from coupons.models import CLAIMED_SOURCES, Coupon, CouponSource, CouponStatus, CouponTemplate, TemplateStatus
 from coupons.services.templates import MAX_VALID_DAYS
 
@@ -140,5 +141,7 @@ def issue_coupon(
                 raise IssueError("limit", str(_l("每人限领 %(n)d 张，您已领过", n=t.per_diner_limit)))
             continue
         session.refresh(t, ["issued_count"])
+        if source in CLAIMED_SOURCES:
+            send_after_commit(session, coupon_claimed, coupon_id=coupon.id)
         return coupon
     raise IssueError("busy", str(_l("领取人数过多，请稍后再试")))

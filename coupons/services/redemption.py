@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import Role, User
 from core import tally
@@ -84,7 +85,7 @@ def find_coupon(session: Session, code: str, merchant_id: int | None = None) -> 
         select(Coupon)
         .join(CouponTemplate, Coupon.template_id == CouponTemplate.id)
         .where(Coupon.short_code == normalize_code(code))
-        .options(selectinload(Coupon.template).selectinload(CouponTemplate.stores))
+        .options(joinedload(Coupon.template).selectinload(CouponTemplate.stores))  # two statements
     )
     if merchant_id is not None:
         stmt = stmt.where(CouponTemplate.merchant_id == merchant_id)
@@ -190,7 +191,7 @@ def redeem(
     session: Session,
     code: str,
     store_id: int,
-    cashier_id: int,
+    cashier_id: int | None,
     bill_fen: int,
     idempotency_key: str,
     now: datetime | None = None,
@@ -198,7 +199,8 @@ def redeem(
     merchant_id: int | None = None,
 ) -> RedemptionResult:
     """Redeem a coupon at a store's till, once. A confirm retried with the same key returns
-    the first result; a different key on a used coupon gets ``already_redeemed``."""
+    the first result; a different key on a used coupon gets ``already_redeemed``. No
+    ``cashier_id``: the merchant's POS redeemed it (the API records which key)."""
     now = as_utc(now)
     if not idempotency_key or len(idempotency_key) > 64:
         raise RedemptionError("bad_key", str(_l("提交编号无效，请刷新页面后重试")))
@@ -232,7 +234,10 @@ def redeem(
     )
     session.add(red)
     session.flush()  # the partial unique index on live redemptions is the second lock
-    session.refresh(coupon)
+    # what the UPDATE wrote, without reading the coupon (and its template) back
+    for name, value in (("status", CouponStatus.redeemed), ("redeemed_at", now), ("redeemed_store_id", store_id),
+                        ("bill_fen", bill_fen), ("discount_fen", discount)):
+        set_committed_value(coupon, name, value)
     _count(session, now, coupon, store_id, redeemed=1, discount_fen=discount, bill_fen=bill_fen)
     send_after_commit(session, coupon_redeemed, coupon_id=coupon.id, redemption_id=red.id, store_id=store_id,
                       resident_id=coupon.resident_id)
@@ -255,14 +260,31 @@ def reverse(
 ) -> RedemptionReversal:
     """The owner undoes a redemption within ten minutes: a reversal row, the redemption
     flagged, the coupon back in the diner's hands. Nothing is deleted."""
-    now = as_utc(now)
+    if user.merchant_id is None:
+        raise ReversalError("not_found", str(_l("没有找到这条核销记录")))
+    if user.role != Role.owner:
+        _reversible(session, redemption_id, user.merchant_id)  # another merchant's: not found first
+        raise ReversalError("forbidden", str(_l("只有店主可以撤销核销")))
+    return reverse_for(session, redemption_id, user.merchant_id, user_id=user.id, now=now, reason=reason)
+
+
+def _reversible(session: Session, redemption_id: int, merchant_id: int) -> tuple[Redemption, Coupon]:
     red = session.get(Redemption, redemption_id)
     coupon = session.get(Coupon, red.coupon_id) if red else None
     template = session.get(CouponTemplate, coupon.template_id) if coupon else None
-    if red is None or user.merchant_id is None or template.merchant_id != user.merchant_id:
+    if red is None or template.merchant_id != merchant_id:
         raise ReversalError("not_found", str(_l("没有找到这条核销记录")))
-    if user.role != Role.owner:
-        raise ReversalError("forbidden", str(_l("只有店主可以撤销核销")))
+    return red, coupon
+
+
+def reverse_for(
+    session: Session, redemption_id: int, merchant_id: int, *, user_id: int | None,
+    now: datetime | None = None, reason: str = "",
+) -> RedemptionReversal:
+    """The reversal itself, for whoever the caller has vouched for: the owner at the desk
+    (``user_id``) or the merchant's POS through its API key (no user)."""
+    now = as_utc(now)
+    red, coupon = _reversible(session, redemption_id, merchant_id)
     if red.reversed:
         raise ReversalError("already_reversed", str(_l("这条核销已撤销")))
     if now - red.redeemed_at > REVERSAL_WINDOW:
@@ -282,7 +304,7 @@ def reverse(
                 bill_fen=None, discount_fen=None)
         .execution_options(synchronize_session=False)
     )
-    rev = RedemptionReversal(redemption_id=red.id, user_id=user.id, reason=reason[:255], reversed_at=now)
+    rev = RedemptionReversal(redemption_id=red.id, user_id=user_id, reason=reason[:255], reversed_at=now)
     session.add(rev)
     session.flush()
     _count(session, now, coupon, red.store_id, reversed=1, discount_fen=-red.discount_fen, bill_fen=-red.bill_fen)

@@ -1,0 +1,1 @@
+"""The JSON API for merchants' POS systems and the operator (``v1``)."""
