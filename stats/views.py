@@ -38,6 +38,7 @@ LABELS = {
     "pushes_planned": _l("计划推送"), "pushes_delivered": _l("送达"), "pushes_over_quota": _l("超出额度"),
 }
 MONEY = ("discount_fen", "bill_fen")
+TABLE_ROWS = 50  # rows a breakdown shows on the page (most redeemed first); its CSV has them all
 LEVEL_LABELS = {"circle": _l("商圈"), "merchant": _l("商户"), "store": _l("门店"), "template": _l("优惠券"),
                 "campaign": _l("营销活动"), "channel": _l("渠道码")}
 
@@ -114,11 +115,8 @@ def _data(session, today: date):
     preset, q = _query(today)
     if q.store_id is not None:
         get_store_for(session, current_user, q.store_id)  # another tenant's store: 404, not zeros
-    q = report.resolve(session, q)
-    grain = _grain(q)
-    now = report.totals(session, scope, q)
-    before = report.totals(session, scope, q.previous())
-    return scope, preset, q, grain, now, before
+    q = report.resolve(session, q, scope)
+    return scope, preset, q, _grain(q)
 
 
 @bp.get("/")
@@ -137,25 +135,40 @@ def merchant_dashboard():
 @require_role(Role.owner)
 def store_dashboard(store_id: int):
     """The store page's link: the merchant's dashboard narrowed to the store."""
+    with transaction(db.session) as session:
+        get_store_for(session, current_user, store_id)  # no such store of yours: 404 here, not after
     return redirect(url_for("stats_portal.merchant_dashboard", **{**request.args.to_dict(), "store": store_id}))
 
 
 def _page(endpoint: str, title):
+    """The dashboard: five reads of the rollups — the series (the KPIs are its sum), the
+    previous period's totals, the level's breakdowns (circle, merchant and store ones from one
+    grouping), the reach — plus names and the filter menus."""
     today = local(utcnow()).date()
     with transaction(db.session) as session:
-        scope, preset, q, grain, now, before = _data(session, today)
+        scope, preset, q, grain = _data(session, today)
         series = report.series(session, scope, q, grain)
-        levels = {by: report.breakdown(session, scope, q, by) for by in _level(scope, q)}
+        now, before = report.totals_of(series), report.totals(session, scope, q.previous())
+        levels = _level(scope, q)
+        tables = report.breakdowns(session, scope, q, levels + ([] if q.store_id or "store" in levels else ["store"]))
+        stores = [] if q.store_id else tables["store"]
         funnel = report.funnel(now)
-        stores = [] if q.store_id else levels.get("store") or report.breakdown(session, scope, q, "store")
         context = dict(
-            page=endpoint, title=title, merchant_view=scope.merchant_id is not None, preset=preset, q=q, grain=grain, now=now, before=before, net=report.net_contacts(session, scope, q),
-            change=report.change, series=series, levels=levels, top=stores[:5],
+            page=endpoint, title=title, merchant_view=scope.merchant_id is not None, preset=preset, q=q, grain=grain,
+            now=now, before=before, net=report.net_contacts(session, scope, q), change=report.change, series=series,
+            levels={by: tables[by][:TABLE_ROWS] for by in levels}, counts={by: len(tables[by]) for by in levels},
+            top=stores[:5],
             bottom=list(reversed(stores[-5:])) if len(stores) > 5 else [], funnel=funnel,
-            presets=PRESETS, grains=GRAINS, labels=LABELS, money=MONEY, metrics=METRICS, level_labels=LEVEL_LABELS,
-            cuisines=CUISINES, chart=_charts(series, funnel), **report.choices(session, scope),
+            presets=PRESETS, grains=GRAINS, labels=_strings(LABELS), money=MONEY, metrics=METRICS,
+            level_labels=_strings(LEVEL_LABELS), cuisines=CUISINES, chart=_charts(series, funnel),
+            **report.choices(session, scope),
         )
     return render_template("stats/dashboard.html", **context)
+
+
+def _strings(labels: dict) -> dict[str, str]:
+    """Lazy labels translated once per page, not once per table cell."""
+    return {key: str(label) for key, label in labels.items()}
 
 
 def _charts(series, funnel) -> dict:
@@ -182,7 +195,7 @@ def export_csv():
         abort(400)
     today = local(utcnow()).date()
     with transaction(db.session) as session:
-        scope, _preset, q, grain, _now, _before = _data(session, today)
+        scope, _preset, q, grain = _data(session, today)
         if table == "series":
             head = [str(_l("日期"))]
             body = [[d.isoformat(), *_cells(v)] for d, v in report.series(session, scope, q, grain)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
-from sqlalchemy import and_, func, or_, select, union_all
+from sqlalchemy import and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from accounts.models import Role, User
@@ -22,7 +22,7 @@ from core.tally import METRICS, Tally
 from coupons.models import CouponTemplate
 from merchants.models import Channel, Merchant, Region, Store
 from merchants.services.regions import circle_ids_within
-from stats.models import DailyStat
+from stats.models import DailyStat, StoreDayStat, StoreMonthStat
 from stats.services.rollup import KEY, attributed
 
 BREAKDOWNS = ("circle", "merchant", "store", "template", "campaign", "channel")
@@ -53,8 +53,16 @@ class Query:
         return (self.end - self.start).days + 1
 
     def previous(self) -> Query:
-        """The period of the same length just before."""
+        """The period just before: the calendar month before a calendar month, else the same
+        number of days."""
+        if self.start.day == 1 and _month_end(self.start) == self.end:
+            end = self.start - timedelta(days=1)
+            return replace(self, start=end.replace(day=1), end=end)
         return replace(self, start=self.start - timedelta(days=self.days), end=self.start - timedelta(days=1))
+
+
+def _month_end(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 
 
 def scope_for(session: Session, user: User) -> Scope:
@@ -97,21 +105,78 @@ def _conditions(cols, scope: Scope, q: Query) -> list:
     return conds
 
 
-def facts(scope: Scope, q: Query):
-    """Rollup rows and waiting tallies in scope and in the query, as one subquery."""
-    d = DailyStat.__table__
-    rolled = select(*[d.c[k] for k in (*KEY, "merchant_id", "circle_id", *METRICS)]).where(
-        *_conditions(d.c, scope, q))
+FINE = ("template", "campaign", "channel")  # splits only the fine rollup can answer
+EPOCH = date(2000, 1, 1)
+
+
+def _rolled(model, scope: Scope, q: Query):
+    """A rollup's rows in scope and in the query, with the fine key's columns (a store rollup
+    has no template or code: 0)."""
+    d = model.__table__
+    if model is DailyStat:
+        keys = [d.c[k] for k in KEY]
+    else:
+        keys = [d.c.local_day, d.c.store_id, literal(0).label("template_id"), d.c.campaign_id,
+                literal(0).label("channel_id")]
+    return select(*keys, d.c.merchant_id, d.c.circle_id, *[d.c[m] for m in METRICS]).where(*_conditions(d.c, scope, q))
+
+
+def _waiting(scope: Scope, q: Query):
     pending = _pending().subquery("pending")
-    waiting = select(pending).where(*_conditions(pending.c, scope, q))
-    return union_all(rolled, waiting).subquery("facts")
+    return select(pending).where(*_conditions(pending.c, scope, q))
 
 
-def resolve(session: Session, q: Query) -> Query:
-    """A cuisine filter as the stores serving it (cuisines are a JSON list on the store)."""
+def _full_months(start: date, end: date) -> tuple[date, date] | None:
+    """The first days of the first and last calendar months wholly inside [start, end]."""
+    first = start if start.day == 1 else _month_end(start) + timedelta(days=1)
+    last = end.replace(day=1) if _month_end(end) == end else end.replace(day=1) - timedelta(days=1)
+    last = last.replace(day=1)
+    return (first, last) if first <= last else None
+
+
+def _by_store(scope: Scope, q: Query) -> list:
+    """The store rollups' rows for [start, end]: whole months from the monthly one, the days
+    around them from the daily one."""
+    months = _full_months(q.start, q.end)
+    if months is None:
+        return [_rolled(StoreDayStat, scope, q)]
+    first, last = months
+    parts = [_rolled(StoreMonthStat, scope, replace(q, start=first, end=last))]
+    if q.start < first:
+        parts.append(_rolled(StoreDayStat, scope, replace(q, end=first - timedelta(days=1))))
+    if _month_end(last) < q.end:
+        parts.append(_rolled(StoreDayStat, scope, replace(q, start=_month_end(last) + timedelta(days=1))))
+    return parts
+
+
+def facts(scope: Scope, q: Query, fine: bool = False, daily: bool = False):
+    """Rollup rows and waiting tallies in scope and in the query, as one subquery: from the
+    store rollups (whole months from the monthly one, unless ``daily``) unless the question
+    splits or filters by coupon, campaign or code (``fine``, or a campaign / code filter),
+    which only ``stat_daily`` can answer."""
+    if fine or q.campaign_id is not None or q.channel_id is not None:
+        parts = [_rolled(DailyStat, scope, q)]
+    elif daily:
+        parts = [_rolled(StoreDayStat, scope, q)]
+    else:
+        parts = _by_store(scope, q)
+    return union_all(*parts, _waiting(scope, q)).subquery("facts")
+
+
+def resolve(session: Session, q: Query, scope: Scope | None = None) -> Query:
+    """A cuisine filter as the stores serving it (cuisines are a JSON list on the store),
+    among the stores the scope and the circle / merchant / store filters leave."""
     if not q.cuisine:
         return q
-    ids = tuple(sid for sid, cuisines in session.execute(select(Store.id, Store.cuisines)) if q.cuisine in (cuisines or []))
+    stmt = select(Store.id, Store.cuisines)
+    if scope is not None and scope.circle_ids is not None:
+        stmt = stmt.where(Store.circle_id.in_(scope.circle_ids or {-1}))
+    if scope is not None and scope.merchant_id is not None:
+        stmt = stmt.where(Store.merchant_id == scope.merchant_id)
+    for column, value in ((Store.circle_id, q.circle_id), (Store.merchant_id, q.merchant_id), (Store.id, q.store_id)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    ids = tuple(sid for sid, cuisines in session.execute(stmt) if q.cuisine in (cuisines or []))
     return replace(q, store_ids=ids)
 
 
@@ -125,14 +190,20 @@ def totals(session: Session, scope: Scope, q: Query) -> dict[str, int]:
 
 
 def net_contacts(session: Session, scope: Scope, q: Query) -> int:
-    """Contacts gained less lost over all history up to the range's end: the stores' reach."""
-    f = facts(scope, replace(q, start=date(2000, 1, 1)))
+    """Contacts gained less lost over all history up to the range's end: the stores' reach —
+    whole months from the monthly rollup, the days after the last from the daily one, and the
+    waiting tallies."""
+    if q.campaign_id is not None or q.channel_id is not None:
+        f = facts(scope, replace(q, start=EPOCH), fine=True)
+    else:
+        f = union_all(*_by_store(scope, replace(q, start=EPOCH)), _waiting(scope, replace(q, start=EPOCH))
+                      ).subquery("facts")
     return int(session.scalar(select(func.coalesce(func.sum(f.c.new_contacts - f.c.lost_contacts), 0))))
 
 
 def series(session: Session, scope: Scope, q: Query, grain: str = "day") -> list[tuple[date, dict[str, int]]]:
     """Per day (or week starting Monday, or month) of the range, zeros included."""
-    f = facts(scope, q)
+    f = facts(scope, q, daily=True)
     by_day = {day: dict(zip(METRICS, map(int, rest))) for day, *rest in session.execute(
         select(f.c.local_day, *_sums(f)).group_by(f.c.local_day))}
     out: dict[date, dict[str, int]] = {}
@@ -178,21 +249,61 @@ def breakdown(session: Session, scope: Scope, q: Query, by: str, limit: int | No
     store's channels are all listed, idle ones with zeros: a poster that brings nobody is news."""
     if by not in BREAKDOWNS:
         raise ValueError(by)
-    f = facts(scope, q)
+    f = facts(scope, q, fine=by in FINE)
     col = f.c[f"{by}_id"]
-    rows = session.execute(
-        select(col, *_sums(f)).where(col != 0).group_by(col)
-    ).all()
+    rows = session.execute(select(col, *_sums(f)).where(col != 0).group_by(col)).all()
+    out = _named(session, by, rows)
+    if by == "channel" and q.store_id is not None and q.campaign_id is None and q.channel_id is None:
+        seen = {row.id for row in out}
+        out += [Row(cid, name, dict.fromkeys(METRICS, 0)) for cid, name in session.execute(
+            select(Channel.id, Channel.name).where(Channel.store_id == q.store_id)) if cid not in seen]
+    return out[:limit] if limit else out
+
+
+BY_STORE = ("circle", "merchant", "store")  # answered together from one grouping by store
+
+
+def _named(session: Session, by: str, rows) -> list[Row]:
+    """(id, *metric sums) rows as named Rows, most redeemed first."""
     model, name_col = _NAMES[by]
     ids = [r[0] for r in rows]
     names = {i: n for i, n in session.execute(select(model.id, name_col).where(model.id.in_(ids)))} if ids else {}
     out = [Row(int(r[0]), names.get(r[0], f"#{r[0]}"), dict(zip(METRICS, map(int, r[1:])))) for r in rows]
-    if by == "channel" and q.store_id is not None and q.campaign_id is None and q.channel_id is None:
-        seen = set(ids)
-        out += [Row(cid, name, dict.fromkeys(METRICS, 0)) for cid, name in session.execute(
-            select(Channel.id, Channel.name).where(Channel.store_id == q.store_id)) if cid not in seen]
     out.sort(key=lambda row: (-row.net_redeemed, -row.values["issued"], row.id))
-    return out[:limit] if limit else out
+    return out
+
+
+def breakdowns(session: Session, scope: Scope, q: Query, bys) -> dict[str, list[Row]]:
+    """``breakdown`` for several splits, the circle / merchant / store ones read in one
+    grouped query (a store's row carries its merchant and circle), the rest one each."""
+    out: dict[str, list[Row]] = {}
+    wanted = [by for by in bys if by in BY_STORE]
+    if wanted:
+        f = facts(scope, q)
+        rows = session.execute(select(f.c.store_id, f.c.merchant_id, f.c.circle_id, *_sums(f))
+                               .group_by(f.c.store_id, f.c.merchant_id, f.c.circle_id)).all()
+        for by in wanted:
+            index = {"store": 0, "merchant": 1, "circle": 2}[by]
+            acc: dict[int, list[int]] = {}
+            for r in rows:
+                if r[index]:
+                    sums = acc.setdefault(int(r[index]), [0] * len(METRICS))
+                    for i, v in enumerate(r[3:]):
+                        sums[i] += int(v)
+            out[by] = _named(session, by, [(k, *v) for k, v in acc.items()])
+    for by in bys:
+        if by not in out:
+            out[by] = breakdown(session, scope, q, by)
+    return out
+
+
+def totals_of(series_rows: list[tuple[date, dict[str, int]]]) -> dict[str, int]:
+    """The range's totals as the sum of its series (no second read of the same rows)."""
+    out = dict.fromkeys(METRICS, 0)
+    for _day, values in series_rows:
+        for m in METRICS:
+            out[m] += values[m]
+    return out
 
 
 def change(now: int, before: int) -> float | None:

@@ -1,5 +1,5 @@
-"""Keeping the rollups: tallies move into ``stat_daily`` exactly once; a rebuild recounts days
-from the raw tables.
+"""Keeping the rollups: tallies move into ``stat_daily`` (and its per-store day and month
+rollups) exactly once; a rebuild recounts days from the raw tables.
 
 Exactly once, whatever kills the job: a batch of tallies is added to the rollups and deleted
 in one transaction. On PostgreSQL one statement does both (``WITH moved AS (DELETE …
@@ -32,11 +32,12 @@ from coupons.models import CLAIMED_SOURCES, Coupon, CouponTemplate, Redemption, 
 from merchants.models import Store
 from residents.models import ContactRelationship, RelationshipStatus
 from residents.services import REASON_TRANSFER
-from stats.models import DailyStat, StatCursor
+from stats.models import DailyStat, StatCursor, StoreDayStat, StoreMonthStat
 
 BATCH = 50_000  # tallies per roll-up transaction
 KEY = ("local_day", "store_id", "template_id", "campaign_id", "channel_id")
 COLUMNS = (*KEY, "merchant_id", "circle_id", *METRICS)
+STORE_KEY = ("local_day", "store_id", "campaign_id")  # the store rollups' (campaign: store-less rows only)
 
 
 def _is_pg(session: Session) -> bool:
@@ -85,12 +86,39 @@ def _with_attributes(src):
     )
 
 
-def _upsert(session: Session, rows):
-    table = DailyStat.__table__
-    ins = (postgresql.insert if _is_pg(session) else sqlite.insert)(table).from_select(list(COLUMNS), rows)
+def _upsert(session: Session, rows, table=DailyStat.__table__, key=KEY):
+    columns = [*key, "merchant_id", "circle_id", *METRICS]
+    ins = (postgresql.insert if _is_pg(session) else sqlite.insert)(table).from_select(columns, rows)
     return ins.on_conflict_do_update(
-        index_elements=list(KEY), set_={m: table.c[m] + ins.excluded[m] for m in METRICS}
+        index_elements=list(key), set_={m: table.c[m] + ins.excluded[m] for m in METRICS}
     )
+
+
+def _month(session: Session, day):
+    """A local day column as its month's first day."""
+    if _is_pg(session):
+        return cast(func.date_trunc(literal_column("'month'"), day), Date)
+    return func.date(day, "start of month")
+
+
+def _by_store(session: Session, fine, monthly: bool = False):
+    """Rows with the fine key (and merchant, circle) summed per store and day (or month); a
+    store-less row keeps its campaign, the rest campaign 0."""
+    day = _month(session, fine.c.local_day) if monthly else fine.c.local_day
+    campaign = case((fine.c.store_id == 0, fine.c.campaign_id), else_=0)
+    return (
+        select(day.label("local_day"), fine.c.store_id, campaign.label("campaign_id"),
+               func.max(fine.c.merchant_id).label("merchant_id"), func.max(fine.c.circle_id).label("circle_id"),
+               *[func.sum(fine.c[m]).label(m) for m in METRICS])
+        .where(true())  # SQLite: see _with_attributes
+        .group_by(day, fine.c.store_id, campaign)
+    )
+
+
+def _upsert_by_store(session: Session, fine) -> list:
+    """The two store rollups' upserts from ``fine`` (a subquery or CTE of fine-keyed rows)."""
+    return [_upsert(session, _by_store(session, fine, monthly), table, STORE_KEY)
+            for table, monthly in ((StoreDayStat.__table__, False), (StoreMonthStat.__table__, True))]
 
 
 def roll_up(session: Session, batch: int = BATCH, now: datetime | None = None) -> int:
@@ -104,13 +132,18 @@ def roll_up(session: Session, batch: int = BATCH, now: datetime | None = None) -
         if hi is None:
             return 0
     if _is_pg(session):
-        # one statement: the rows counted are the rows deleted (both CTEs run, the count reads one)
+        # one statement: the rows counted are the rows deleted (every CTE runs, the count reads one)
         moved = delete(t).where(t.c.id <= hi).returning(*[t.c[k] for k in (*KEY, *METRICS)]).cte("moved")
-        added = _upsert(session, _with_attributes(moved)).cte("added")
-        n = session.scalar(select(func.count()).select_from(moved).add_cte(added))
+        fine = _with_attributes(moved).cte("fine")
+        count = select(func.count()).select_from(moved).add_cte(_upsert(session, select(fine)).cte("added"))
+        for n, upsert in enumerate(_upsert_by_store(session, fine)):
+            count = count.add_cte(upsert.cte(f"by_store_{n}"))
+        n = session.scalar(count)
     else:
         pending = select(t).where(t.c.id <= hi).subquery()
-        session.execute(_upsert(session, _with_attributes(pending)))
+        fine = _with_attributes(pending).subquery("fine")
+        for statement in (_upsert(session, select(fine).where(true())), *_upsert_by_store(session, fine)):
+            session.execute(statement)
         n = session.execute(delete(t).where(t.c.id <= hi)).rowcount
     session.execute(update(StatCursor).where(StatCursor.id == 1).values(
         rolled=StatCursor.rolled + n, rolled_at=now or utcnow()))
@@ -199,6 +232,9 @@ def _raw(session: Session, since: datetime | None, since_day: date | None):
     return union_all(*parts).subquery("raw")
 
 
+_IN_ORDER = [literal_column("local_day"), literal_column("circle_id"), literal_column("store_id")]  # output columns
+
+
 def rebuild(session: Session, from_day: date | None = None, now: datetime | None = None) -> None:
     """Recount every day from ``from_day`` (None: all history) from the raw tables. Call at
     the start of a transaction: on PostgreSQL it must be REPEATABLE READ (``rebuild_in``)."""
@@ -208,8 +244,21 @@ def rebuild(session: Session, from_day: date | None = None, now: datetime | None
     session.execute(delete(Tally).where(Tally.local_day >= from_day if from_day else true()))
     since = local_midnight(from_day) if from_day else None
     raw = _raw(session, since, from_day)
-    # days before from_day can appear in no source (every source is filtered by its own day)
-    session.execute(_upsert(session, _with_attributes(raw)))
+    # days before from_day can appear in no source (every source is filtered by its own day);
+    # written in day and circle order, so a region's days are on few pages (as the live
+    # roll-up leaves them: it appends each day's rows as the day goes)
+    session.execute(_upsert(session, _with_attributes(raw).order_by(*_IN_ORDER)))
+    # the store rollups again from the fine rows: days from from_day, whole months from its month
+    first = from_day.replace(day=1) if from_day else None
+    for model, since_day in ((StoreDayStat, from_day), (StoreMonthStat, first)):
+        session.execute(delete(model).where(model.local_day >= since_day if since_day else true()))
+    d = DailyStat.__table__
+    day_rows = select(d).where(d.c.local_day >= from_day if from_day else true()).subquery("fine_days")
+    month_rows = select(d).where(d.c.local_day >= first if first else true()).subquery("fine_months")
+    session.execute(_upsert(session, _by_store(session, day_rows).order_by(*_IN_ORDER), StoreDayStat.__table__,
+                            STORE_KEY))
+    session.execute(_upsert(session, _by_store(session, month_rows, monthly=True).order_by(*_IN_ORDER),
+                            StoreMonthStat.__table__, STORE_KEY))
     session.execute(update(StatCursor).where(StatCursor.id == 1).values(
         rebuilt_from=from_day, rebuilt_at=now or utcnow()))
 

@@ -59,7 +59,7 @@ def statement(session: Session, scope: report.Scope, month: date) -> list[Line]:
     """One line per merchant with redemptions (or reversals) in the month, by merchant id:
     one grouped query over the facts joined to the templates, one for the names."""
     start, end = month_range(month)
-    f = report.facts(scope, report.Query(start=start, end=end))
+    f = report.facts(scope, report.Query(start=start, end=end), fine=True)  # split by template
     t = CouponTemplate.__table__
     rows = session.execute(
         select(f.c.merchant_id, t.c.funded_by,

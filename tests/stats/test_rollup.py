@@ -19,7 +19,7 @@ from coupons import services as coupons
 from coupons.models import CouponSource
 from residents import services as residents
 from stats import jobs as stats_jobs
-from stats.models import DailyStat
+from stats.models import DailyStat, StoreDayStat, StoreMonthStat
 from stats.services import rollup
 from tests.support.coupons import NOW, make_shop, make_template
 from tests.support.residents import make_circle, make_member, make_resident
@@ -66,6 +66,26 @@ def _rollups(session) -> dict:
             tuple(getattr(r, m) for m in METRICS) for r in rows}
 
 
+def _by_store(session, model) -> dict:
+    return {(r.local_day, r.store_id, r.campaign_id): tuple(getattr(r, m) for m in METRICS)
+            for r in session.execute(select(model)).scalars()}
+
+
+def _expected_by_store(fine: dict, monthly: bool) -> dict:
+    """The store rollups as sums of the fine rows (campaign kept on store-less rows only)."""
+    out: dict = {}
+    for (day, store, _template, campaign, _channel), values in fine.items():
+        key = (day.replace(day=1) if monthly else day, store, campaign if store == 0 else 0)
+        out[key] = tuple(a + b for a, b in zip(out.get(key, (0,) * len(METRICS)), values))
+    return out
+
+
+def _assert_store_rollups(session) -> None:
+    fine = _rollups(session)
+    assert _by_store(session, StoreDayStat) == _expected_by_store(fine, monthly=False)
+    assert _by_store(session, StoreMonthStat) == _expected_by_store(fine, monthly=True)
+
+
 def _totals(session) -> dict:
     return dict(zip(METRICS, session.execute(select(*[func.coalesce(func.sum(getattr(DailyStat, m)), 0)
                                                        for m in METRICS])).one()))
@@ -84,6 +104,7 @@ def test_tallies_roll_up_once_and_match_the_raw_tables(app):
         assert session.scalar(select(func.count()).select_from(Tally)) == 0
         totals = _totals(session)
         incremental = _rollups(session)
+        _assert_store_rollups(session)
         # independent counts over the raw tables
         raw = session.execute(text(
             "SELECT (SELECT count(*) FROM coupons),"
@@ -107,9 +128,11 @@ def test_tallies_roll_up_once_and_match_the_raw_tables(app):
     rollup.rebuild_in(db.session.session_factory)
     with transaction(db.session) as session:
         assert _rollups(session) == incremental
+        _assert_store_rollups(session)
     rollup.rebuild_in(db.session.session_factory, DAY - timedelta(days=1))
     with transaction(db.session) as session:
         assert _rollups(session) == incremental
+        _assert_store_rollups(session)
 
 
 def test_a_rebuild_keeps_tallies_of_days_before_it(app):
