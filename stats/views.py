@@ -11,6 +11,7 @@ from datetime import date, timedelta
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from accounts.access import require_role
 from accounts.models import Role
@@ -153,17 +154,30 @@ def _page(endpoint: str, title):
         tables = report.breakdowns(session, scope, q, levels + ([] if q.store_id or "store" in levels else ["store"]))
         stores = [] if q.store_id else tables["store"]
         funnel = report.funnel(now)
+        labels = _strings(LABELS)
         context = dict(
             page=endpoint, title=title, merchant_view=scope.merchant_id is not None, preset=preset, q=q, grain=grain,
             now=now, before=before, net=report.net_contacts(session, scope, q), change=report.change, series=series,
             levels={by: tables[by][:TABLE_ROWS] for by in levels}, counts={by: len(tables[by]) for by in levels},
             top=stores[:5],
             bottom=list(reversed(stores[-5:])) if len(stores) > 5 else [], funnel=funnel,
-            presets=PRESETS, grains=GRAINS, labels=_strings(LABELS), money=MONEY, metrics=METRICS,
+            presets=PRESETS, grains=GRAINS, labels=labels, cells=_cells_renderer(labels), money=MONEY, metrics=METRICS,
             level_labels=_strings(LEVEL_LABELS), cuisines=CUISINES, chart=_charts(series, funnel),
             **report.choices(session, scope),
         )
     return render_template("stats/dashboard.html", **context)
+
+
+def _cells_renderer(labels: dict[str, str]):
+    """A row's eleven metric cells as one piece of HTML (a table of 50 rows would otherwise be
+    550 template macro calls)."""
+    heads = {m: escape(labels[m]) for m in METRICS}
+
+    def cells(values: dict) -> Markup:
+        return Markup("".join(
+            f'<td data-label="{heads[m]}" data-value="{values[m]}">'
+            f'{"¥%.2f" % (values[m] / 100) if m in MONEY else values[m]}</td>' for m in METRICS))
+    return cells
 
 
 def _strings(labels: dict) -> dict[str, str]:
