@@ -21,6 +21,7 @@ from accounts.services import AccountError, create_admin
 from campaigns.models import Campaign
 from campaigns.services import dispatch
 from campaigns.services import preview as campaign_preview
+from campaigns.services import privacy as campaign_privacy
 from core.config import DEFAULT_INSTANCE, ROOT, Settings
 from core.db import db
 from core.errors import DomainError
@@ -424,7 +425,9 @@ def resident_export(ref: str) -> None:
 
 
     with transaction(db.session):
-        data = export_resident(db.session, _resident_id(ref))
+        resident_id = _resident_id(ref)
+        data = export_resident(db.session, resident_id)
+        data.update(campaign_privacy.export_for(db.session, resident_id))  # campaigns sit above residents
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 

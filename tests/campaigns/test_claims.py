@@ -6,6 +6,7 @@ contact-me code and cannot claim until they add the staff; the per-diner limit i
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +22,7 @@ from campaigns.services import CampaignInput, create_campaign, launch, move
 from campaigns.services import claims as svc
 from core.db import db, utcnow
 from coupons.models import Coupon, CouponTemplate, TemplateStatus
+from marketplace.cli import main
 from merchants import posters
 from merchants.models import Channel
 from residents import identity
@@ -330,3 +332,18 @@ def test_other_pages_still_meet_strangers_with_the_unknown_page(app, client, sho
     back = client.get(f"/m/oauth/callback?code=c0de&state={state}")
     assert back.status_code == 200 and 'data-testid="unknown-diner"' in back.get_data(as_text=True)
 
+
+
+def test_the_privacy_export_holds_the_diners_campaign_claims(app, client, shop, runner):
+    template = live_template(shop)
+    campaign_id = new_campaign(shop, [template.id])
+    diner = contact(shop)
+    sign_in(client, diner, f"/m/o/{campaign_id}")
+    post_claim(client, campaign_id, template.id)
+    result = runner.invoke(main, ["resident", "export", str(diner.id)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    (claim,) = data["campaign_claims"]
+    assert claim["campaign"]["id"] == campaign_id and claim["template"]["id"] == template.id
+    assert claim["coupon_id"] == data["coupons"][0]["id"]
+    assert data["campaign_messages"] == []  # claimed from a forwarded card: nothing was planned to them
