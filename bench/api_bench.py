@@ -171,7 +171,7 @@ def main() -> int:
                "SECRET_KEY": "bench", "INSTANCE_PATH": app.instance_path}
         web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
                                 str(args.workers), "--threads", str(args.threads), "--no-control-socket",
-                                "--log-level", "warning", "marketplace:create_app()"],
+                                "--log-level", "warning", "marketplace.wsgi:app"],
                                cwd=str(ROOT), env=env)
         base = f"http://127.0.0.1:{port}"
         try:

@@ -34,6 +34,7 @@ time (ratio ≤ 0.1). The last line is JSON.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -833,6 +834,8 @@ def measure(app, sh: Shape, args) -> dict:
     # user per request (none pushed here, so nothing is shared between loads)
     client = app.test_client()
     login(client, MANAGER)
+    gc.collect()
+    gc.freeze()  # as the web process does (marketplace/wsgi.py): the app's own objects out of the GC's walk
     results: dict = {}
     print(f"dashboard, {args.loads} loads per view, as a manager of 区1 …", flush=True)
     for v in views(sh):

@@ -172,7 +172,7 @@ class Supervisor:
                     "--threads", "4",
                     "--graceful-timeout", "5",
                     "--no-control-socket",  # two stacks on one machine must not fight over it
-                    "marketplace:create_app()",
+                    "marketplace.wsgi:app",
                 ],
                 env,
             )

@@ -9,6 +9,7 @@ the tenant's own ones for some draws (hypothesis picks which): the 200/201 paths
 exercised, not just the 404s. Examples are few and derandomized, so CI sees the same run."""
 from __future__ import annotations
 
+import copy
 import traceback
 import uuid
 from collections import Counter
@@ -27,6 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.api.conftest import auth
+from tests.api.test_channels import make_channel
+from tests.support.coupons import make_template
 
 MAX_EXAMPLES = 20  # per operation and mode: the whole walk stays well under a minute per backend
 REAL_WEIGHT = 3  # a known parameter takes a real value 3 times in 4, so every success path is met
@@ -45,8 +48,25 @@ def _seed(tenant, client) -> dict[str, list]:
         made.append(resp.get_json()["id"])
     resp = client.post(f"/api/v1/redemptions/{made[1]}/reverse", json={}, headers=auth(tenant.token, "seed-rev"))
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    return {"code": codes, "store_id": [tenant.shop.store.id, tenant.shop.other_store.id], "redemption_id": made,
-            "bill_fen": [12800, 50000]}  # above the template's minimum spend
+    stores = [tenant.shop.store.id, tenant.shop.other_store.id]
+    templates = [tenant.template_id, *(make_template(tenant.shop, name=f"契约券{i}").id for i in range(3))]
+    channels = [make_channel(tenant.shop.store), make_channel(tenant.shop.other_store, "桌贴", kind="table")]
+    return {"code": codes, "store_id": stores, "redemption_id": made,
+            "bill_fen": [12800, 50000],  # above the template's minimum spend
+            "template_id": templates, "channel_id": channels, "store_ids": [[], [stores[0]], stores]}
+
+
+# Whole bodies the rules accept, for operations whose fields depend on each other (a
+# template's terms): one of these for some draws, so the success path is met there too.
+VALID_BODIES = {
+    ("POST", "/api/v1/templates"): [
+        {"name": "契约满减", "kind": "amount_off", "value": 2000, "min_spend_fen": 10000,
+         "valid_from": "2025-06-01", "valid_until": "2025-06-30"},
+        {"name": "契约折扣", "kind": "percent_off", "value": 85, "cap_fen": 3000, "valid_days": 30,
+         "weekdays": [6, 7], "hours_start": 660, "hours_end": 840, "status": "active"},
+    ],
+    ("POST", "/api/v1/templates/{template_id}"): [{"name": "契约改名"}, {"description": "周末可用", "claimable": True}],
+}
 
 
 _ABSENT = object()
@@ -95,7 +115,9 @@ def api_schema(app, client, tenant, rival):
 
     @loaded.hook
     def flatmap_body(context, body):
-        return _with_real(values, body, _declared(doc, context.operation, "body"))
+        real = _with_real(values, body, _declared(doc, context.operation, "body"))
+        whole = VALID_BODIES.get((context.operation.method.upper(), context.operation.path))
+        return st.one_of(st.sampled_from(whole).map(copy.deepcopy), real) if whole else real
 
     return loaded
 

@@ -93,6 +93,9 @@ def test_reverse_within_the_window_gives_the_coupon_back(client, tenant):
                       headers=auth(tenant.token, "rev-1"))
     assert rev.status_code == 200, rev.get_data(as_text=True)
     assert rev.get_json()["status"] == "reversed" and rev.get_json()["reversible_until"] is None
+    nul = client.post(f"/api/v1/redemptions/{red['id']}/reverse", json={"reason": "a\x00b"},
+                      headers=auth(tenant.token, "rev-0"))
+    assert nul.status_code == 422 and nul.mimetype == PROBLEM
     twice = client.post(f"/api/v1/redemptions/{red['id']}/reverse", json={}, headers=auth(tenant.token, "rev-2"))
     assert twice.status_code == 409 and twice.get_json()["reason"] == "already_reversed"
     db.session.expire_all()
@@ -123,6 +126,7 @@ def test_bad_requests_are_problems_not_500s(client, tenant):
         ({"code": "x" * 33, "bill_fen": 12000}, "k3", 422),
         ({"code": code, "bill_fen": 12000, "extra": 1}, "k4", 422),
         ({"code": "NOSUCHCODE", "bill_fen": 12000}, "k5", 404),
+        ({"code": "AB\x00CD", "bill_fen": 12000}, "k6", 422),  # PostgreSQL stores no NUL: refused up front
         ({"code": code, "bill_fen": 12000}, None, 400),  # no Idempotency-Key
         ({"code": code, "bill_fen": 12000}, "k" * 256, 400),
     ]

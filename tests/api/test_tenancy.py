@@ -14,16 +14,24 @@ import uuid
 from sqlalchemy import func, select
 
 from core.db import db
-from coupons.models import Coupon, Redemption, RedemptionReversal
+from coupons.models import Coupon, CouponTemplate, Redemption, RedemptionReversal, coupon_template_stores
 from merchants.models import Store
 from tests.api.conftest import Tenant, auth
+from tests.api.test_channels import make_channel
+from tests.support.coupons import make_template
 
-ID_PARAMS = ("store_id", "code", "redemption_id")  # parameters that name a tenant's thing
+ID_PARAMS = ("store_id", "code", "redemption_id", "template_id", "store_ids", "channel_id")  # a tenant's things
 OTHER_PARAMS = {  # parameters that name nothing of a tenant's: a fixed valid value (None: left out)
     "limit": 100,
     "starting_after": None,
     "bill_fen": 12800,  # above the fixtures' minimum spend
     "reason": "tenancy walk",
+    # a template's terms (create, update), valid for a template no coupon of which is out
+    "name": "巡查券", "kind": "amount_off", "value": 2000, "cap_fen": None, "min_spend_fen": 10000,
+    "valid_from": "2025-06-01", "valid_until": "2025-06-30", "valid_days": None, "weekdays": [1, 2, 3, 4, 5, 6, 7],
+    "hours_start": None, "hours_end": None, "total_stock": 100, "per_diner_limit": 1, "description": "tenancy walk",
+    "claimable": False,
+    "status": "active",  # a template's (a fresh one is active; active → active is allowed) and a list's filter
 }
 REFUSED = {403, 404}
 
@@ -41,8 +49,13 @@ def _ids(client, tenant: Tenant, spare_codes: int = 0) -> dict:
     its state can be taken before the walk. Either way a leak on a redemption would redeem."""
     redemption_id = _redeem(client, tenant)
     spares = iter([tenant.coupon() for _ in range(spare_codes)])
+    channel_id = make_channel(tenant.shop.store)
+    # the tenant's own template is a fresh one on each use (nothing issued: every term may
+    # change); the rival's is its live one, with coupons out
+    template = (lambda: tenant.template_id) if spare_codes else (lambda: make_template(tenant.shop).id)
     return {"store_id": lambda: tenant.shop.store.id, "code": (lambda: next(spares)) if spare_codes else tenant.coupon,
-            "redemption_id": lambda: redemption_id}
+            "redemption_id": lambda: redemption_id, "template_id": template,
+            "store_ids": lambda: [tenant.shop.store.id], "channel_id": lambda: channel_id}
 
 
 def _operations(doc: dict):
@@ -85,6 +98,12 @@ def _rival_state(rival: Tenant) -> dict:
             RedemptionReversal.redemption_id.in_(reds.with_only_columns(Redemption.id)))),
         "coupons": sorted(db.session.execute(select(Coupon.short_code, Coupon.status).where(
             Coupon.template_id == rival.template_id)).all()),
+        "templates": sorted(db.session.execute(select(
+            CouponTemplate.id, CouponTemplate.name, CouponTemplate.value, CouponTemplate.status,
+            CouponTemplate.description, CouponTemplate.updated_at).where(
+            CouponTemplate.merchant_id == rival.shop.merchant.id)).all()),
+        "template_stores": sorted(db.session.execute(select(coupon_template_stores).where(
+            coupon_template_stores.c.store_id.in_(stores))).all()),
     }
 
 

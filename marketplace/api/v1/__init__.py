@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import jsonify
 
-from marketplace.api.v1 import redemptions, stores  # noqa: F401  (their views register on ``bp``)
+from marketplace.api.v1 import channels, redemptions, stores, templates  # noqa: F401  (their views register on ``bp``)
 from marketplace.api.v1.base import bp, document, init_limiter, spec
 
 
