@@ -151,7 +151,8 @@ def _page(endpoint: str, title):
         series = report.series(session, scope, q, grain)
         now, before = report.totals_of(series), report.totals(session, scope, q.previous())
         levels = _level(scope, q)
-        tables = report.breakdowns(session, scope, q, levels + ([] if q.store_id or "store" in levels else ["store"]))
+        tables = report.breakdowns(session, scope, q, levels + ([] if q.store_id or "store" in levels else ["store"]),
+                                   head=TABLE_ROWS, tail=5)
         stores = [] if q.store_id else tables["store"]
         funnel = report.funnel(now)
         labels = _strings(LABELS)

@@ -261,21 +261,25 @@ def breakdown(session: Session, scope: Scope, q: Query, by: str, limit: int | No
 
 
 BY_STORE = ("circle", "merchant", "store")  # answered together from one grouping by store
+_REDEEMED, _REVERSED, _ISSUED = (1 + METRICS.index(m) for m in ("redeemed", "reversed", "issued"))  # in (id, *sums)
 
 
-def _named(session: Session, by: str, rows) -> list[Row]:
-    """(id, *metric sums) rows as named Rows, most redeemed first."""
+def _named(session: Session, by: str, rows, head: int | None = None, tail: int = 0) -> list[Row]:
+    """(id, *metric sums) rows as Rows, most redeemed first, named — all of them, or only the
+    first ``head`` and the last ``tail`` (what a page shows; the others keep "#id")."""
+    rows = sorted(rows, key=lambda r: (-(r[_REDEEMED] - r[_REVERSED]), -r[_ISSUED], r[0]))
+    shown = rows if head is None else rows[:head] + (rows[-tail:] if tail else [])
     model, name_col = _NAMES[by]
-    ids = [r[0] for r in rows]
-    names = {i: n for i, n in session.execute(select(model.id, name_col).where(model.id.in_(ids)))} if ids else {}
-    out = [Row(int(r[0]), names.get(r[0], f"#{r[0]}"), dict(zip(METRICS, map(int, r[1:])))) for r in rows]
-    out.sort(key=lambda row: (-row.net_redeemed, -row.values["issued"], row.id))
-    return out
+    ids = [r[0] for r in shown]
+    names = dict(session.execute(select(model.id, name_col).where(model.id.in_(ids))).all()) if ids else {}
+    return [Row(int(r[0]), names.get(r[0], f"#{r[0]}"), dict(zip(METRICS, map(int, r[1:])))) for r in rows]
 
 
-def breakdowns(session: Session, scope: Scope, q: Query, bys) -> dict[str, list[Row]]:
+def breakdowns(session: Session, scope: Scope, q: Query, bys, head: int | None = None,
+               tail: int = 0) -> dict[str, list[Row]]:
     """``breakdown`` for several splits, the circle / merchant / store ones read in one
-    grouped query (a store's row carries its merchant and circle), the rest one each."""
+    grouped query (a store's row carries its merchant and circle), the rest one each; names
+    looked up for the first ``head`` and last ``tail`` rows only, when given."""
     out: dict[str, list[Row]] = {}
     wanted = [by for by in bys if by in BY_STORE]
     if wanted:
@@ -287,10 +291,9 @@ def breakdowns(session: Session, scope: Scope, q: Query, bys) -> dict[str, list[
             acc: dict[int, list[int]] = {}
             for r in rows:
                 if r[index]:
-                    sums = acc.setdefault(int(r[index]), [0] * len(METRICS))
-                    for i, v in enumerate(r[3:]):
-                        sums[i] += int(v)
-            out[by] = _named(session, by, [(k, *v) for k, v in acc.items()])
+                    key = int(r[index])
+                    acc[key] = [a + int(v) for a, v in zip(acc[key], r[3:])] if key in acc else [int(v) for v in r[3:]]
+            out[by] = _named(session, by, [(k, *v) for k, v in acc.items()], head, tail)
     for by in bys:
         if by not in out:
             out[by] = breakdown(session, scope, q, by)
