@@ -22,6 +22,7 @@ sent before calling WeCom; here every state is written before the step that depe
 """
 from __future__ import annotations
 
+import os
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from core.errors import Conflict
 from core.localtime import local
 from coupons.models import Coupon, CouponTemplate
 from coupons.services.display import headline
-from merchants.models import Member, Merchant, Region
+from merchants.models import Member, Merchant, Region, ReviewStatus, Store
 from residents.models import CustomerGroup, GroupStatus, Resident
 
 TEXT_MAX_BYTES = 4000  # WeCom: text.content
@@ -263,13 +264,36 @@ def compose(session: Session, campaigns: list[Campaign], token: str) -> tuple[st
 
 
 def owner_names(session: Session, campaigns: list[Campaign]) -> dict[int, str]:
-    """Campaign id -> who runs it, as a diner reads it: the merchant, or 邻里 · the region."""
-    merchants = dict(session.execute(select(Merchant.id, Merchant.name).where(
-        Merchant.id.in_({c.merchant_id for c in campaigns if c.merchant_id} or {-1}))).all())
+    """Campaign id -> who runs it, as a diner reads it: the merchant's brand (its stores' name,
+    not the company's legal one), or 邻里 · the region."""
+    merchant_ids = {c.merchant_id for c in campaigns if c.merchant_id}
+    legal = dict(session.execute(select(Merchant.id, Merchant.name).where(
+        Merchant.id.in_(merchant_ids or {-1}))).all())
+    stores: dict[int, list[str]] = {}
+    for merchant_id, name in session.execute(select(Store.merchant_id, Store.name).where(
+            Store.merchant_id.in_(merchant_ids or {-1}), Store.status == ReviewStatus.approved)):
+        stores.setdefault(merchant_id, []).append(name)
     regions = dict(session.execute(select(Region.id, Region.name).where(
         Region.id.in_({c.region_id for c in campaigns if c.region_id} or {-1}))).all())
-    return {c.id: merchants.get(c.merchant_id) or _("邻里 · %(region)s", region=regions.get(c.region_id, ""))
+    return {c.id: (brand(stores.get(c.merchant_id, []), legal.get(c.merchant_id)) if c.merchant_id
+                   else _("邻里 · %(region)s", region=regions.get(c.region_id, "")))
             for c in campaigns}
+
+
+BRANCH_MARKS = "（(·-— "
+
+
+def brand(store_names: list[str], legal_name: str | None) -> str:
+    """What diners know a merchant by: its one store's name, or what its stores' names share
+    before the branch ("蜀味小馆（徐家汇店）", "蜀味小馆（静安店）" → "蜀味小馆"); the legal name
+    only when the stores share nothing."""
+    if len(store_names) == 1:
+        return store_names[0]
+    if store_names:
+        shared = os.path.commonprefix(store_names).rstrip(BRANCH_MARKS)
+        if len(shared) >= 2:
+            return shared
+    return legal_name or ""
 
 
 def matching_msgids(group_msg_list: list[dict], token: str) -> list[str]:

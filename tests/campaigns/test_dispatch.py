@@ -272,3 +272,20 @@ def test_quiet_hours_wrap_past_midnight():
     assert [dispatch.in_quiet_hours(C, at(h)) for h in (8, 9, 20, 21, 23, 0)] == [True, False, False, True, True, True]
     C.quiet_start = C.quiet_end = 0
     assert not dispatch.in_quiet_hours(C, at(3))
+
+
+def test_cards_name_the_brand_diners_know_not_the_company():
+    """The card's title starts with who runs the campaign: a diner knows 蜀味小馆, not
+    蜀味餐饮管理有限公司."""
+    assert dispatch.brand(["蜀味小馆（徐家汇店）", "蜀味小馆（静安店）"], "蜀味餐饮管理有限公司") == "蜀味小馆"
+    assert dispatch.brand(["粤来粤好茶餐厅"], "粤来粤好餐饮有限公司") == "粤来粤好茶餐厅"
+    assert dispatch.brand(["东门面馆", "西门饺子"], "某某餐饮有限公司") == "某某餐饮有限公司"  # nothing shared
+    assert dispatch.brand([], "某某餐饮有限公司") == "某某餐饮有限公司"
+
+
+def test_owner_names_use_the_approved_stores(app):
+    with transaction(db.session) as session:
+        shop = make_shop(session, make_circle(session), name="蜀味小馆")
+        shop.merchant.name = "蜀味餐饮管理有限公司"
+        campaign = SimpleNamespace(id=1, merchant_id=shop.merchant.id, region_id=None)
+        assert dispatch.owner_names(session, [campaign]) == {1: "蜀味小馆"}
