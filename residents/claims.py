@@ -46,16 +46,22 @@ def approved_store(session: Session, store_id: int) -> Store:
     return store
 
 
-def held_counts(session: Session, resident_id: int, template_ids: list[int]) -> dict[int, int]:
-    """How many coupons of each template the resident has taken (what the limit counts)."""
+def held(session: Session, resident_id: int, template_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per template, how many coupons the resident has taken (what the limit counts) and the
+    latest one's id (a page links to it)."""
     if not template_ids:
         return {}
     rows = session.execute(
-        select(Coupon.template_id, func.max(Coupon.holder_seq))
+        select(Coupon.template_id, func.max(Coupon.holder_seq), func.max(Coupon.id))
         .where(Coupon.holder_ref == holder_ref(resident_id), Coupon.template_id.in_(template_ids))
         .group_by(Coupon.template_id)
     )
-    return {template_id: held for template_id, held in rows}
+    return {template_id: (taken, coupon_id) for template_id, taken, coupon_id in rows}
+
+
+def held_counts(session: Session, resident_id: int, template_ids: list[int]) -> dict[int, int]:
+    """How many coupons of each template the resident has taken."""
+    return {template_id: taken for template_id, (taken, _latest) in held(session, resident_id, template_ids).items()}
 
 
 def claim_at_store(session: Session, store_id: int, template_id: int, resident: Resident, now: datetime) -> Coupon:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from campaigns.models import Campaign, CampaignClaim, CampaignState
@@ -28,6 +28,7 @@ from core.localtime import local
 from coupons.models import Coupon, CouponSource, CouponStatus, CouponTemplate, TemplateStatus
 from coupons.services import issue_coupon
 from merchants.models import Channel, Merchant, Store
+from residents import claims as resident_claims
 from residents.models import ContactRelationship, RelationshipStatus, Resident
 from residents.services import holder_ref
 
@@ -108,14 +109,7 @@ def cards(session: Session, offers: Offers, resident: Resident | None, now: date
     """Each coupon as this diner sees it: claimable, already held up to the limit (with the
     diner's coupon), sold out, or over (not active, or past its last day)."""
     ids = [t.id for t in offers.templates]
-    held: dict[int, tuple[int, int]] = {}
-    if resident is not None and ids:
-        rows = session.execute(
-            select(Coupon.template_id, func.max(Coupon.holder_seq), func.max(Coupon.id))
-            .where(Coupon.holder_ref == holder_ref(resident.id), Coupon.template_id.in_(ids))
-            .group_by(Coupon.template_id)
-        )
-        held = {template_id: (seq, coupon_id) for template_id, seq, coupon_id in rows}
+    held = resident_claims.held(session, resident.id, ids) if resident is not None else {}
     today = local(now).date()
     out = []
     for t in offers.templates:
