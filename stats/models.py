@@ -1,7 +1,7 @@
 """Rollups. ``stat_daily``: one row per (local day, store, template, campaign, channel), 0 for
 "none", with the store's merchant and circle (or the campaign's merchant) copied in at roll-up
 time — what a store's, a campaign's or a coupon's drill-down reads. ``stat_store_daily`` and
-``stat_store_monthly``: the same counts per store and day (month), about a tenth of the rows,
+``stat_store_monthly``: the same counts per store (and merchant) and day (month), about a tenth of the rows,
 for every region, circle, merchant and store question that does not split by coupon, campaign
 or code; a store-less row (a campaign's pushes) keeps its campaign there, every other row has
 campaign 0. ``stat_cursor`` is the one row that serialises roll-ups and rebuilds (locked
@@ -38,13 +38,14 @@ class DailyStat(Metrics, Base):
 
 
 class _ByStore(Metrics):
-    """A coarser rollup's columns: day (or month's first day), store, and the campaign of a
-    store-less row."""
+    """A coarser rollup's columns: day (or month's first day), store, the campaign of a
+    store-less row, and the merchant (in the key: store-less rows of different merchants —
+    a coupon handed out with no store, say — must not share one)."""
 
     local_day: Mapped[date] = mapped_column(Date, primary_key=True)
     store_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 unless store_id is 0
-    merchant_id: Mapped[int] = mapped_column(Integer, default=0)
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     circle_id: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -39,6 +39,7 @@ LABELS = {
     "pushes_planned": _l("计划推送"), "pushes_delivered": _l("送达"), "pushes_over_quota": _l("超出额度"),
 }
 MONEY = ("discount_fen", "bill_fen")
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # a custom range's bounds
 TABLE_ROWS = 50  # rows a breakdown shows on the page (most redeemed first); its CSV has them all
 LEVEL_LABELS = {"circle": _l("商圈"), "merchant": _l("商户"), "store": _l("门店"), "template": _l("优惠券"),
                 "campaign": _l("营销活动"), "channel": _l("渠道码")}
@@ -58,9 +59,12 @@ def _date_arg(name: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         abort(400)
+    if not FIRST_DAY <= day <= LAST_DAY:  # year 1 or 9999 would overflow the previous period's dates
+        abort(400)
+    return day
 
 
 def _range(today: date) -> tuple[str, date, date]:

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,6 +89,9 @@ def check_url(raw: str, *, allow_http: bool = False) -> str:
         raise _bad_url() from None
     if not host or parts.scheme not in ("https", "http"):
         raise _bad_url()
+    host = host.rstrip(".")
+    if _ipv4_spelling(host) and not _canonical_ip(host):  # 127.1, 2130706433, 0x7f000001 …
+        raise Invalid(_l("不能发送到内网地址"), field="url")
     local = host in LOCAL_HOSTS
     if parts.scheme == "http" and not (allow_http and local):
         raise _bad_url()
@@ -100,6 +104,57 @@ def check_url(raw: str, *, allow_http: bool = False) -> str:
     if address is not None and not local and not address.is_global:
         raise Invalid(_l("不能发送到内网地址"), field="url")
     return url
+
+
+def _ipv4_spelling(host: str) -> bool:
+    """Whether the resolver would read ``host`` as an IPv4 address (it takes shorthand and
+    decimal or hex forms too)."""
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return False
+    return True
+
+
+def _canonical_ip(host: str) -> bool:
+    try:
+        return str(ipaddress.ip_address(host)) == host
+    except ValueError:
+        return False
+
+
+class BlockedAddress(Exception):
+    """The receiver's name resolves to an address we do not send to (private, loopback …)."""
+
+
+def public_address(host: str, port: int, *, allow_local: bool = False) -> str:
+    """The address to connect to for ``host``, checked when sending (a name may point inside
+    the network, or be re-pointed after it was registered): every address it resolves to must
+    be public; this machine only when ``allow_local`` and the name is a local one."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise BlockedAddress("unresolved") from exc
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    local_ok = allow_local and host in LOCAL_HOSTS
+    if not addresses or not all(a.is_global or (local_ok and a.is_loopback) for a in addresses):
+        raise BlockedAddress("not public")
+    return str(addresses[0])
+
+
+def _pinned(url: str, allow_local: bool) -> tuple[str, dict, dict]:
+    """The request to ``url`` sent to the address checked now (so a later answer of the
+    resolver cannot send it elsewhere): URL with that address, Host header, TLS name."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = public_address(host, port, allow_local=allow_local)
+    netloc = f"[{address}]" if ":" in address else address
+    if parts.port:
+        netloc += f":{parts.port}"
+    headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), headers, extensions
 
 
 def _bad_url() -> Invalid:
@@ -296,7 +351,8 @@ def claim_due(session: Session, now: datetime | None = None) -> WebhookDelivery 
     )
 
 
-def attempt(session: Session, client: httpx.Client, delivery: WebhookDelivery, now: datetime | None = None) -> bool:
+def attempt(session: Session, client: httpx.Client, delivery: WebhookDelivery, now: datetime | None = None,
+            *, allow_local: bool = False) -> bool:
     """POST the delivery's event and write the outcome: 2xx succeeds; anything else (another
     status, a redirect, a timeout, a refused connection) retries later, or gives up once the
     event is 24 h old. True when it succeeded."""
@@ -309,11 +365,18 @@ def attempt(session: Session, client: httpx.Client, delivery: WebhookDelivery, n
                "User-Agent": "Linli-Webhooks/1"}
     status_code, error = None, ""
     try:
-        with client.stream("POST", endpoint.url, content=body, headers=headers) as resp:
+        url, host_header, extensions = _pinned(endpoint.url, allow_local)
+        with client.stream("POST", url, content=body, headers={**headers, **host_header},
+                           extensions=extensions) as resp:
             status_code = resp.status_code  # the body is not read: only the status matters
+    except BlockedAddress:
+        error = "address not allowed"
+    except httpx.TimeoutException:
+        error = "timeout"
     except Exception as exc:  # noqa: BLE001  (any failure of the receiver is a failed try)
-        error = f"{type(exc).__name__}: {exc}"
-        log.info("webhook delivery %s to %s: %s", delivery.id, endpoint.url, error)
+        # the owner sees only "connection failed": refused / reset would map the network
+        error = "connection failed"
+        log.info("webhook delivery %s to %s: %s: %s", delivery.id, endpoint.url, type(exc).__name__, exc)
     delivery.attempts += 1
     delivery.last_attempt_at = now
     delivery.last_status_code = status_code

@@ -1,4 +1,4 @@
-"""statistics: the same counts per store and day, and per store and month (every region,
+"""statistics: the same counts per store (and merchant) and day, and per month (every region,
 circle, merchant and store question reads these, about a tenth of ``stat_daily``'s rows);
 ``stat_daily``'s campaign index gains the day
 
@@ -35,9 +35,9 @@ def _backfill() -> None:
     for table, day in (("stat_store_daily", "local_day"), ("stat_store_monthly", month)):
         op.execute(
             f"INSERT INTO {table} (local_day, store_id, campaign_id, merchant_id, circle_id, {METRICS}) "
-            f"SELECT {day}, store_id, CASE WHEN store_id = 0 THEN campaign_id ELSE 0 END, max(merchant_id), "
+            f"SELECT {day}, store_id, CASE WHEN store_id = 0 THEN campaign_id ELSE 0 END, merchant_id, "
             f"max(circle_id), {sums} FROM stat_daily "
-            f"GROUP BY {day}, store_id, CASE WHEN store_id = 0 THEN campaign_id ELSE 0 END"
+            f"GROUP BY {day}, store_id, CASE WHEN store_id = 0 THEN campaign_id ELSE 0 END, merchant_id"
         )
 
 
@@ -59,7 +59,7 @@ def upgrade() -> None:
     sa.Column('pushes_planned', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('pushes_delivered', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('pushes_over_quota', sa.BigInteger(), server_default='0', nullable=False),
-    sa.PrimaryKeyConstraint('local_day', 'store_id', 'campaign_id', name=op.f('pk_stat_store_daily'))
+    sa.PrimaryKeyConstraint('local_day', 'store_id', 'campaign_id', 'merchant_id', name=op.f('pk_stat_store_daily'))
     )
     with op.batch_alter_table('stat_store_daily', schema=None) as batch_op:
         batch_op.create_index('ix_stat_store_daily_circle_day', ['circle_id', 'local_day'], unique=False)
@@ -84,7 +84,7 @@ def upgrade() -> None:
     sa.Column('pushes_planned', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('pushes_delivered', sa.BigInteger(), server_default='0', nullable=False),
     sa.Column('pushes_over_quota', sa.BigInteger(), server_default='0', nullable=False),
-    sa.PrimaryKeyConstraint('local_day', 'store_id', 'campaign_id', name=op.f('pk_stat_store_monthly'))
+    sa.PrimaryKeyConstraint('local_day', 'store_id', 'campaign_id', 'merchant_id', name=op.f('pk_stat_store_monthly'))
     )
     with op.batch_alter_table('stat_store_monthly', schema=None) as batch_op:
         batch_op.create_index('ix_stat_store_monthly_circle_day', ['circle_id', 'local_day'], unique=False)

@@ -37,7 +37,7 @@ from stats.models import DailyStat, StatCursor, StoreDayStat, StoreMonthStat
 BATCH = 50_000  # tallies per roll-up transaction
 KEY = ("local_day", "store_id", "template_id", "campaign_id", "channel_id")
 COLUMNS = (*KEY, "merchant_id", "circle_id", *METRICS)
-STORE_KEY = ("local_day", "store_id", "campaign_id")  # the store rollups' (campaign: store-less rows only)
+STORE_KEY = ("local_day", "store_id", "campaign_id", "merchant_id")  # the store rollups' (see stats.models)
 
 
 def _is_pg(session: Session) -> bool:
@@ -87,7 +87,7 @@ def _with_attributes(src):
 
 
 def _upsert(session: Session, rows, table=DailyStat.__table__, key=KEY):
-    columns = [*key, "merchant_id", "circle_id", *METRICS]
+    columns = [*key, *[c for c in ("merchant_id", "circle_id") if c not in key], *METRICS]
     ins = (postgresql.insert if _is_pg(session) else sqlite.insert)(table).from_select(columns, rows)
     return ins.on_conflict_do_update(
         index_elements=list(key), set_={m: table.c[m] + ins.excluded[m] for m in METRICS}
@@ -107,11 +107,10 @@ def _by_store(session: Session, fine, monthly: bool = False):
     day = _month(session, fine.c.local_day) if monthly else fine.c.local_day
     campaign = case((fine.c.store_id == 0, fine.c.campaign_id), else_=0)
     return (
-        select(day.label("local_day"), fine.c.store_id, campaign.label("campaign_id"),
-               func.max(fine.c.merchant_id).label("merchant_id"), func.max(fine.c.circle_id).label("circle_id"),
-               *[func.sum(fine.c[m]).label(m) for m in METRICS])
+        select(day.label("local_day"), fine.c.store_id, campaign.label("campaign_id"), fine.c.merchant_id,
+               func.max(fine.c.circle_id).label("circle_id"), *[func.sum(fine.c[m]).label(m) for m in METRICS])
         .where(true())  # SQLite: see _with_attributes
-        .group_by(day, fine.c.store_id, campaign)
+        .group_by(day, fine.c.store_id, campaign, fine.c.merchant_id)
     )
 
 

@@ -89,6 +89,8 @@ def test_reverse_within_the_window_gives_the_coupon_back(client, tenant):
     code = tenant.coupon()
     red = client.post("/api/v1/redemptions", json={"code": code, "bill_fen": 12000},
                       headers=auth(tenant.store_token, "r-1")).get_json()
+    till = client.post(f"/api/v1/redemptions/{red['id']}/reverse", json={}, headers=auth(tenant.store_token, "t-1"))
+    assert till.status_code == 403 and till.mimetype == PROBLEM  # as at the desk: the owner reverses, not a till
     rev = client.post(f"/api/v1/redemptions/{red['id']}/reverse", json={"reason": "输错金额"},
                       headers=auth(tenant.token, "rev-1"))
     assert rev.status_code == 200, rev.get_data(as_text=True)

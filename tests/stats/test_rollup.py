@@ -20,7 +20,7 @@ from coupons.models import CouponSource
 from residents import services as residents
 from stats import jobs as stats_jobs
 from stats.models import DailyStat, StoreDayStat, StoreMonthStat
-from stats.services import rollup
+from stats.services import report, rollup
 from tests.support.coupons import NOW, make_shop, make_template
 from tests.support.residents import make_circle, make_member, make_resident
 
@@ -60,28 +60,28 @@ def _activity(days: int = 3):
     return shop
 
 
-def _rollups(session) -> dict:
+def _rollups(session, with_merchant: bool = False) -> dict:
     rows = session.execute(select(DailyStat)).scalars().all()
-    return {(r.local_day, r.store_id, r.template_id, r.campaign_id, r.channel_id):
-            tuple(getattr(r, m) for m in METRICS) for r in rows}
+    return {(r.local_day, r.store_id, r.template_id, r.campaign_id, r.channel_id,
+             *((r.merchant_id,) if with_merchant else ())): tuple(getattr(r, m) for m in METRICS) for r in rows}
 
 
 def _by_store(session, model) -> dict:
-    return {(r.local_day, r.store_id, r.campaign_id): tuple(getattr(r, m) for m in METRICS)
+    return {(r.local_day, r.store_id, r.campaign_id, r.merchant_id): tuple(getattr(r, m) for m in METRICS)
             for r in session.execute(select(model)).scalars()}
 
 
 def _expected_by_store(fine: dict, monthly: bool) -> dict:
     """The store rollups as sums of the fine rows (campaign kept on store-less rows only)."""
     out: dict = {}
-    for (day, store, _template, campaign, _channel), values in fine.items():
-        key = (day.replace(day=1) if monthly else day, store, campaign if store == 0 else 0)
+    for (day, store, _template, campaign, _channel, merchant), values in fine.items():
+        key = (day.replace(day=1) if monthly else day, store, campaign if store == 0 else 0, merchant)
         out[key] = tuple(a + b for a, b in zip(out.get(key, (0,) * len(METRICS)), values))
     return out
 
 
 def _assert_store_rollups(session) -> None:
-    fine = _rollups(session)
+    fine = _rollups(session, with_merchant=True)
     assert _by_store(session, StoreDayStat) == _expected_by_store(fine, monthly=False)
     assert _by_store(session, StoreMonthStat) == _expected_by_store(fine, monthly=True)
 
@@ -184,3 +184,32 @@ def test_a_killed_roll_up_changes_no_total(app, tmp_path):
     rollup.rebuild_in(db.session.session_factory)
     with transaction(db.session) as session:
         assert _rollups(session) == incremental
+
+
+def test_storeless_rows_of_two_merchants_stay_apart(app):
+    """Coupons handed out with no store and no campaign are their template's merchant's: in
+    the store rollups too, where they share day, store 0 and campaign 0 — the merchant is part
+    of the key, so one merchant's never land on another's dashboard."""
+    with transaction(db.session) as session:
+        circle = make_circle(session)
+        a, b = make_shop(session, circle, "东家小馆"), make_shop(session, circle, "西家小馆")
+    ta = make_template(a, total_stock=None, per_diner_limit=5)
+    tb = make_template(b, total_stock=None, per_diner_limit=5)
+    with transaction(db.session) as session:
+        for i in range(3):
+            coupons.issue_coupon(session, ta.id, f"r:a{i}", now=NOW, source=CouponSource.other)
+    with transaction(db.session) as session:
+        rollup.roll_up(session)  # the second merchant's arrive in a later batch
+        for i in range(2):
+            coupons.issue_coupon(session, tb.id, f"r:b{i}", now=NOW, source=CouponSource.other)
+    with transaction(db.session) as session:
+        rollup.roll_up(session)
+    q = report.Query(start=DAY, end=DAY)
+    with transaction(db.session) as session:
+        issued = {shop.merchant.id: report.totals(session, report.Scope(merchant_id=shop.merchant.id), q)["issued"]
+                  for shop in (a, b)}
+        assert issued == {a.merchant.id: 3, b.merchant.id: 2}
+        _assert_store_rollups(session)
+    rollup.rebuild_in(db.session.session_factory)
+    with transaction(db.session) as session:
+        assert report.totals(session, report.Scope(merchant_id=a.merchant.id), q)["issued"] == 3

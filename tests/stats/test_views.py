@@ -113,6 +113,7 @@ def test_the_admin_sees_all_and_drills_down(app, hood):
 @pytest.mark.parametrize("query", [
     "range=forever", "range=custom&from=2025-06-30&to=2025-06-01", "range=custom&from=x&to=y",
     "range=custom&from=2020-01-01&to=2025-01-01", "circle=abc", "store=99999999999", "cuisine=martian",
+    "range=custom&from=0001-01-01&to=0001-01-31", "range=custom&from=9999-12-20&to=9999-12-31",
     "grain=hour",
 ])
 def test_bad_filters_are_a_400(app, hood, query):

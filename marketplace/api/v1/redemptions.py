@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import db, utcnow
-from core.errors import NotFound
+from core.errors import Forbidden, NotFound
 from core.txn import transaction
 from coupons import services as coupon_svc
 from coupons.models import Coupon, CouponStatus, Redemption
@@ -155,8 +155,12 @@ def list_redemptions(query: schemas.RedemptionPage):
 @bp.post("/redemptions/<int:redemption_id>/reverse")
 @spec.validate(json=schemas.ReverseIn, resp=Doc(HTTP_200=schemas.Redemption, **ERRORS), tags=["redemptions"])
 def reverse(redemption_id: int, json: schemas.ReverseIn):
-    """Undo a redemption within the desk's window (10 minutes); the coupon is the diner's again."""
+    """Undo a redemption within the desk's window (10 minutes); the coupon is the diner's again.
+    A merchant-wide key only: at the desk only the owner may reverse, not a till (403 for a
+    store key)."""
     who = merchant_caller()
+    if who.store_id is not None:
+        raise Forbidden(_l("门店密钥不能撤销核销，请用商户密钥（与核销台一样，只有店主可以撤销）"))
 
     def action(session: Session):
         red, coupon = _redemption(session, who, redemption_id)
