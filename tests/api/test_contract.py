@@ -1,8 +1,8 @@
 """The API's contract: schemathesis generates requests from the app's own OpenAPI document
 (``/api/v1/openapi.json``) for every operation, valid and invalid ones, and sends them with a
-merchant key to the running app over seeded data. Whatever it sends, the answer is no 5xx,
-has a status the document declares, the declared content type, and a body the declared
-schema accepts.
+merchant key (the statistics, a manager's only, with the manager key of the tenant's city) to
+the running app over seeded data. Whatever it sends, the answer is no 5xx, has a status the
+document declares, the declared content type, and a body the declared schema accepts.
 
 Generated values rarely hit a real coupon, store or redemption, so the hooks below swap in
 the tenant's own ones for some draws (hypothesis picks which): the 200/201 paths get
@@ -13,6 +13,7 @@ import copy
 import traceback
 import uuid
 from collections import Counter
+from datetime import date, timedelta
 
 import pytest
 import schemathesis
@@ -27,13 +28,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from core.db import db
+from core.txn import transaction
 from tests.api.conftest import auth
 from tests.api.test_channels import make_channel
+from tests.api.test_stats_api import make_campaign
 from tests.support.coupons import make_template
 
 MAX_EXAMPLES = 20  # per operation and mode: the whole walk stays well under a minute per backend
 REAL_WEIGHT = 3  # a known parameter takes a real value 3 times in 4, so every success path is met
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+MANAGER_ONLY = "/api/v1/stats/"  # the statistics: called with the manager key
 
 
 def _seed(tenant, client) -> dict[str, list]:
@@ -51,9 +56,17 @@ def _seed(tenant, client) -> dict[str, list]:
     stores = [tenant.shop.store.id, tenant.shop.other_store.id]
     templates = [tenant.template_id, *(make_template(tenant.shop, name=f"契约券{i}").id for i in range(3))]
     channels = [make_channel(tenant.shop.store), make_channel(tenant.shop.other_store, "桌贴", kind="table")]
+    with transaction(db.session) as session:
+        campaign = make_campaign(session, "契约活动", merchant_id=tenant.shop.merchant.id)
+    today = date.today()
     return {"code": codes, "store_id": stores, "redemption_id": made,
             "bill_fen": [12800, 50000],  # above the template's minimum spend
-            "template_id": templates, "channel_id": channels, "store_ids": [[], [stores[0]], stores]}
+            "template_id": templates, "channel_id": channels, "store_ids": [[], [stores[0]], stores],
+            # the statistics' range (any from with any to is a valid one) and the manager's own ids
+            "from": [(today - timedelta(days=d)).isoformat() for d in (30, 400)],
+            "to": [(today + timedelta(days=d)).isoformat() for d in (0, 1)],
+            "circle_id": [tenant.shop.store.circle_id], "merchant_id": [tenant.shop.merchant.id],
+            "campaign_id": [campaign]}
 
 
 # Whole bodies the rules accept, for operations whose fields depend on each other (a
@@ -123,7 +136,7 @@ def api_schema(app, client, tenant, rival):
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
-def test_every_operation_keeps_its_contract(api_schema, tenant, mode):
+def test_every_operation_keeps_its_contract(api_schema, tenant, manager_token, mode):
     """Each operation of the document in turn (schemathesis's pytest loader for a fixture's
     schema does not run under pytest 9, so the operations' strategies are driven here)."""
     operations = [result.ok() for result in api_schema.get_all_operations()]
@@ -138,7 +151,7 @@ def test_every_operation_keeps_its_contract(api_schema, tenant, mode):
         @given(case=operation.as_strategy(generation_mode=mode))
         def call(case):
             headers = dict(case.headers or {})
-            headers.update(auth(tenant.token))
+            headers.update(auth(manager_token if case.path.startswith(MANAGER_ONLY) else tenant.token))
             if case.method.upper() == "POST" and not (case.meta and case.meta.is_negative_at(ParameterLocation.HEADER)):
                 headers["Idempotency-Key"] = f"contract-{uuid.uuid4()}"  # each generated call its own effect
             case.headers = headers

@@ -1,26 +1,37 @@
-"""A merchant key can neither see nor change another merchant's data on any route (issue 12).
+"""A merchant key can neither see nor change another merchant's data on any route, and a
+manager key reads no other region's statistics (issue 12).
 
 The walk reads every operation from the live OpenAPI document, so a route added later is
 walked too; a parameter the walk does not know (by name) fails it, so whoever adds one must
 say here whether it names a tenant's thing. For each parameter that names one, the call
 carries the rival's value there and the tenant's own everywhere else, and must be a 404 (or
 403); the same call with the tenant's own values must succeed, so the refusal is for the
-foreign id and not for a malformed request. Afterwards nothing of the rival's has changed."""
+foreign id and not for a malformed request. Afterwards nothing of the rival's has changed.
+The statistics (tag ``stats``) are a manager's only: a merchant's and a store's key meet 403s
+there, and a manager key walks them with another region's circle, merchant, store, campaign
+and channel instead."""
 from __future__ import annotations
 
 import re
 import uuid
+from datetime import date, timedelta
 
 from sqlalchemy import func, select
 
 from core.db import db
+from core.txn import transaction
+from coupons import services as coupon_svc
 from coupons.models import Coupon, CouponTemplate, Redemption, RedemptionReversal, coupon_template_stores
 from merchants.models import Store
-from tests.api.conftest import Tenant, auth
+from tests.api.conftest import Tenant, _tenant, auth
 from tests.api.test_channels import make_channel
+from tests.api.test_stats_api import make_campaign
 from tests.support.coupons import make_template
+from tests.support.residents import make_circle
 
 ID_PARAMS = ("store_id", "code", "redemption_id", "template_id", "store_ids", "channel_id")  # a tenant's things
+MANAGER_IDS = ("circle_id", "merchant_id", "store_id", "campaign_id", "channel_id")  # a region's things
+MANAGER_ONLY = "stats"  # the tag of the operations only a manager key may call
 OTHER_PARAMS = {  # parameters that name nothing of a tenant's: a fixed valid value (None: left out)
     "limit": 100,
     "starting_after": None,
@@ -32,6 +43,9 @@ OTHER_PARAMS = {  # parameters that name nothing of a tenant's: a fixed valid va
     "hours_start": None, "hours_end": None, "total_stock": 100, "per_diner_limit": 1, "description": "tenancy walk",
     "claimable": False,
     "status": "active",  # a template's (a fresh one is active; active → active is allowed) and a list's filter
+    # the statistics' range (the fixtures' numbers are today's) and their choices
+    "from": (date.today() - timedelta(days=60)).isoformat(), "to": (date.today() + timedelta(days=1)).isoformat(),
+    "cuisine": "sichuan", "grain": "day", "by": "store",
 }
 REFUSED = {403, 404}
 
@@ -116,11 +130,18 @@ def test_a_merchant_key_meets_only_404s_with_another_merchants_ids(client, tenan
     for method, path, op in _operations(doc):
         names = _params(doc, op)
         everything = [n for group in names[:3] for n in group]
-        strangers = [n for n in everything if n not in ID_PARAMS and n not in OTHER_PARAMS]
+        strangers = [n for n in everything if n not in ID_PARAMS and n not in MANAGER_IDS and n not in OTHER_PARAMS]
         if strangers:
             unknown += [f"{method} {path}: {n}" for n in strangers]
             continue
         taken = [n for n in ID_PARAMS if n in everything]
+        if MANAGER_ONLY in op.get("tags", []):  # not a merchant's at all, whatever it names
+            values = {**OTHER_PARAMS, **dict.fromkeys(MANAGER_IDS), **{n: own[n]() for n in taken}}
+            for token in (tenant.token, tenant.store_token):
+                resp = _call(client, token, method, path, names, values)
+                assert resp.status_code == 403, (method, path, resp.status_code, resp.get_data(as_text=True))
+            walked.append((method, path, None))
+            continue
         for name in taken:  # the rival's value in one place, the tenant's own everywhere else
             values = {**OTHER_PARAMS, **{n: own[n]() for n in taken}, name: foreign[name]()}
             resp = _call(client, tenant.token, method, path, names, values)
@@ -143,6 +164,57 @@ def test_a_merchant_key_meets_only_404s_with_another_merchants_ids(client, tenan
     assert {(m, p) for m, p, _ in walked} == {(m, p) for m, p, _ in _operations(doc)}  # every operation
     assert {n for _, _, n in walked} >= set(ID_PARAMS)  # each kind of id was tried somewhere
     assert _rival_state(rival) == before  # nothing of the rival's changed
+
+
+def _region(circle, tenant: Tenant) -> dict:
+    """A region's things by parameter name, each a supplier: the tenant's circle, merchant and
+    store, a channel code of the store, a campaign of the merchant; today's numbers there."""
+    channel_id = make_channel(tenant.shop.store)
+    with transaction(db.session) as session:
+        campaign_id = make_campaign(session, f"{tenant.shop.merchant.name}周末", merchant_id=tenant.shop.merchant.id)
+        coupon = coupon_svc.issue_coupon(session, tenant.template_id, f"wm-region-{uuid.uuid4()}",
+                                         store_id=tenant.shop.store.id, channel_id=channel_id, campaign_id=campaign_id)
+        coupon_svc.redeem(session, coupon.short_code, tenant.shop.store.id, None, 12800, f"region-{uuid.uuid4()}")
+    return {"circle_id": lambda: circle.id, "merchant_id": lambda: tenant.shop.merchant.id,
+            "store_id": lambda: tenant.shop.store.id, "campaign_id": lambda: campaign_id,
+            "channel_id": lambda: channel_id}
+
+
+def test_a_manager_key_meets_only_404s_outside_its_regions(client, circle, tenant, manager_token):
+    """The statistics for a manager of the tenant's city, walked with another city's ids: each
+    is a 404; the manager's own go through, and no answer names the other city's things."""
+    doc = client.get("/api/v1/openapi.json").get_json()
+    with transaction(db.session) as session:
+        elsewhere = make_circle(session)  # under another city
+    stranger = _tenant(elsewhere, "远方食堂")
+    own, foreign = _region(circle, tenant), _region(elsewhere, stranger)
+    marks = [stranger.shop.merchant.name, stranger.shop.store.name, "远方食堂周末", elsewhere.name]
+    operations = [(m, p, op) for m, p, op in _operations(doc) if MANAGER_ONLY in op.get("tags", [])]
+    assert operations
+    walked = []
+    for method, path, op in operations:
+        names = _params(doc, op)
+        everything = [n for group in names[:3] for n in group]
+        assert all(n in MANAGER_IDS or n in OTHER_PARAMS for n in everything), (method, path, everything)
+        taken = [n for n in MANAGER_IDS if n in everything]
+        for name in taken:
+            values = {**OTHER_PARAMS, **{n: own[n]() for n in taken}, name: foreign[name]()}
+            resp = _call(client, manager_token, method, path, names, values)
+            assert resp.status_code == 404, (method, path, name, resp.status_code, resp.get_data(as_text=True))
+            assert resp.mimetype == "application/problem+json"
+            walked.append((method, path, name))
+        for values in ({**OTHER_PARAMS, **{n: own[n]() for n in taken}},  # all its own
+                       {**OTHER_PARAMS, **dict.fromkeys(taken), "cuisine": None}):  # nothing narrowed
+            resp = _call(client, manager_token, method, path, names, values)
+            assert resp.status_code == 200, (method, path, resp.status_code, resp.get_data(as_text=True))
+            text = resp.get_data(as_text=True)
+            assert not [mark for mark in marks if mark in text], (method, path, text)
+        walked.append((method, path, None))
+    assert {n for _, _, n in walked} >= set(MANAGER_IDS)
+    stores = _call(client, manager_token, "GET", "/api/v1/stats/breakdown",
+                   _params(doc, doc["paths"]["/api/v1/stats/breakdown"]["get"]),
+                   {**OTHER_PARAMS, **dict.fromkeys(MANAGER_IDS), "cuisine": None}).get_json()["data"]
+    assert [r["id"] for r in stores] == [tenant.shop.store.id]  # its own numbers are there; the other city's not
 
 
 def test_the_walk_notices_a_parameter_it_does_not_know():

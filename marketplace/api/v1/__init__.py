@@ -1,16 +1,18 @@
-"""``/api/v1``: the JSON API for merchants' POS systems (and, later, managers' statistics).
+"""``/api/v1``: the JSON API for merchants' POS systems and managers' statistics.
 
-Every route is declared with spectree over the pydantic shapes in ``schemas``, and the
-OpenAPI 3.1 document (``/api/v1/openapi.json``) is generated from those declarations; the
-reference page (``/api/v1/docs/reference/``) renders it with the vendored Redoc. Callers
-authenticate with ``Authorization: Bearer lk_…`` (``integrations.services.keys``); every
-error is a problem document (``problems``); every mutation needs an ``Idempotency-Key``
-(``base.mutate``); each key has a rate limit (``API_RATE_LIMIT``, a 429 with Retry-After past it). Views stay thin: parse, call a domain service, shape the answer."""
+Every route is declared with spectree over the pydantic shapes in ``schemas`` (the
+statistics' own in ``statistics``), and the OpenAPI 3.1 document (``/api/v1/openapi.json``)
+is generated from those declarations; the reference page (``/api/v1/docs/reference/``)
+renders it with the vendored Redoc. Callers authenticate with ``Authorization: Bearer lk_…``
+(``integrations.services.keys``); every error is a problem document (``problems``); every
+mutation needs an ``Idempotency-Key`` (``base.mutate``); each key has a rate limit
+(``API_RATE_LIMIT``, a 429 with Retry-After past it). Views stay thin: parse, call a domain
+service, shape the answer."""
 from __future__ import annotations
 
 from flask import jsonify
 
-from marketplace.api.v1 import channels, redemptions, stores, templates  # noqa: F401  (their views register on ``bp``)
+from marketplace.api.v1 import channels, redemptions, statistics, stores, templates  # noqa: F401  (views on ``bp``)
 from marketplace.api.v1.base import bp, document, init_limiter, spec
 
 

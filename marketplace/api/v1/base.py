@@ -206,6 +206,14 @@ def merchant_caller() -> Caller:
     return who
 
 
+def manager_caller() -> Caller:
+    """The caller, if its key is a manager's; a merchant's or a store's key may not read the regions' statistics."""
+    who = caller()
+    if who.manager_id is None:
+        raise errors.Forbidden(_l("只有区域经理的密钥能读取统计数据"))
+    return who
+
+
 def visible_stores(who: Caller):
     """``select(Store)`` limited to the key: its merchant's stores, or its one store."""
     stmt = select(Store).where(Store.merchant_id == who.merchant_id)
