@@ -13,30 +13,11 @@ dest="$repo_root/marketplace/static/vendor/echarts"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-sha512_b64() {
-    if command -v openssl >/dev/null 2>&1; then
-        openssl dgst -sha512 -binary "$1" | base64 | tr -d '\n'
-    else
-        sha512sum "$1" | cut -d' ' -f1 | xxd -r -p | base64 | tr -d '\n'
-    fi
-}
+# shellcheck source=npm_pinned.sh
+. "$repo_root/scripts/npm_pinned.sh"
 
 cd "$work"
-tarball="$(npm pack --silent "echarts@${ECHARTS_VERSION}" | tail -n 1)"
-actual="sha512-$(sha512_b64 "$tarball")"
-if [ "$actual" != "$ECHARTS_INTEGRITY" ]; then
-    echo "integrity mismatch for $tarball:" >&2
-    echo "  expected $ECHARTS_INTEGRITY" >&2
-    echo "  got      $actual" >&2
-    exit 1
-fi
-
-tar -xzf "$tarball"
-pkg_version="$(sed -n 's/^  "version": "\(.*\)",$/\1/p' package/package.json)"
-if [ "$pkg_version" != "$ECHARTS_VERSION" ]; then
-    echo "package.json says version '$pkg_version', expected $ECHARTS_VERSION" >&2
-    exit 1
-fi
+npm_pinned echarts "$ECHARTS_VERSION" "$ECHARTS_INTEGRITY"
 
 mkdir -p "$dest"
 cp package/dist/echarts.min.js "$dest/echarts.min.js"
