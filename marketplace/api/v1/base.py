@@ -148,12 +148,16 @@ def _domain_error(exc: errors.DomainError):
 
 
 def json_response(body, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, default=str), status=status,
-                    mimetype=MEDIA_TYPE if status >= 400 else "application/json")
+    return _answer(json.dumps(body, ensure_ascii=False, default=str), status)
+
+
+def _answer(text: str, status: int) -> Response:
+    """A JSON body as sent: a problem document's media type for an error."""
+    return Response(text, status=status, mimetype=MEDIA_TYPE if status >= 400 else "application/json")
 
 
 def _replay(kept: idempotency.Stored) -> Response:
-    resp = Response(kept.body, status=kept.status, mimetype=MEDIA_TYPE if kept.status >= 400 else "application/json")
+    resp = _answer(kept.body, kept.status)
     resp.headers["Idempotent-Replayed"] = "true"
     return resp
 
@@ -186,7 +190,7 @@ def mutate(action: Callable[[Session], tuple[int, dict]]) -> Response:
         if kept is None:
             raise  # not the key's lock: a real integrity problem
         return _replay(kept)
-    return Response(text, status=status, mimetype=MEDIA_TYPE if status >= 400 else "application/json")
+    return _answer(text, status)
 
 
 def page_of(session: Session, stmt, id_column, page) -> tuple[list, bool]:

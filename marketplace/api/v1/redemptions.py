@@ -47,12 +47,15 @@ def template_out(t) -> dict:
             "min_spend_fen": t.min_spend_fen, "funded_by": _value(t.funded_by), "status": _value(t.status)}
 
 
-def redemption_out(red: Redemption, code: str) -> dict:
+def redemption_out(red: Redemption | coupon_svc.RedemptionResult, code: str, reversed_: bool | None = None) -> dict:
+    """A redemption as the API shows it, from its row or from the desk's fresh result (which
+    is live: not reversed)."""
+    gone = red.reversed if reversed_ is None else reversed_
     return {
-        "id": red.id, "code": code, "store_id": red.store_id, "bill_fen": red.bill_fen,
-        "discount_fen": red.discount_fen, "payable_fen": red.bill_fen - red.discount_fen,
-        "redeemed_at": red.redeemed_at.isoformat(), "status": "reversed" if red.reversed else "redeemed",
-        "reversible_until": None if red.reversed else (red.redeemed_at + coupon_svc.REVERSAL_WINDOW).isoformat(),
+        "id": getattr(red, "redemption_id", None) or red.id, "code": code, "store_id": red.store_id,
+        "bill_fen": red.bill_fen, "discount_fen": red.discount_fen, "payable_fen": red.bill_fen - red.discount_fen,
+        "redeemed_at": red.redeemed_at.isoformat(), "status": "reversed" if gone else "redeemed",
+        "reversible_until": None if gone else (red.redeemed_at + coupon_svc.REVERSAL_WINDOW).isoformat(),
     }
 
 
@@ -107,12 +110,7 @@ def redeem(json: schemas.RedeemIn):
         if result.replayed:  # the desk key met a redemption made before: show it as it is now
             return 201, redemption_out(session.get(Redemption, result.redemption_id), result.short_code)
         session.add(ApiAction(api_key_id=who.key_id, action="redeem", redemption_id=result.redemption_id))
-        return 201, {
-            "id": result.redemption_id, "code": result.short_code, "store_id": result.store_id,
-            "bill_fen": result.bill_fen, "discount_fen": result.discount_fen, "payable_fen": result.payable_fen,
-            "redeemed_at": result.redeemed_at.isoformat(), "status": "redeemed",
-            "reversible_until": (result.redeemed_at + coupon_svc.REVERSAL_WINDOW).isoformat(),
-        }
+        return 201, redemption_out(result, result.short_code, reversed_=False)
 
     return mutate(action)
 
