@@ -17,6 +17,12 @@ def sweep_idempotency() -> int:
         return idempotency.sweep(session)
 
 
+def sweep_webhooks() -> int:
+    """The clock's (daily): drop settled webhook events past their keeping time."""
+    with transaction(db.session) as session:
+        return webhooks.sweep(session)
+
+
 def deliver_due(now: datetime | None = None, limit: int = 100, budget: float = 10.0) -> int:
     """The clock's (every 15 s): POST due webhook deliveries, each claimed and settled in its
     own transaction (a killed worker leaves its one delivery pending), until none is due,

@@ -48,6 +48,8 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic("stats.roll_up", "stats.jobs.roll_up", 15, QUEUE_DEFAULT),
     # Webhooks: due deliveries POSTed, failures retried with backoff for 24 h (rows, not timers).
     Periodic("webhooks.deliver", "integrations.jobs.deliver_due", 15, QUEUE_DEFAULT),
+    # Their settled events and delivery log after 30 days (pending ones are kept).
+    Periodic("webhooks.sweep", "integrations.jobs.sweep_webhooks", 86400, QUEUE_DEFAULT),
     Periodic("transfers.poll", "residents.transfers.jobs.poll_running_transfers", 120, QUEUE_DEFAULT),
     # The API's idempotency records past their 48 h (a replay window, not an archive).
     Periodic("api.sweep_idempotency", "integrations.jobs.sweep_idempotency", 3600, QUEUE_DEFAULT),

@@ -53,6 +53,7 @@ FIRST_RETRY = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(hours=1)
 MAX_ENDPOINTS = 10  # per merchant
 LOG_SIZE = 50
+KEEP_FOR = timedelta(days=30)  # settled events and their delivery log, then swept
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -325,6 +326,23 @@ def body_of(event: WebhookEvent) -> bytes:
     body = {"id": public_id(event), "type": getattr(event.type, "value", event.type),
             "created": _iso(event.created_at), "data": event.payload}
     return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sweep(session: Session, now: datetime | None = None) -> int:
+    """Forget events older than ``KEEP_FOR`` whose deliveries are all settled (succeeded or
+    given up), with their deliveries: the log is for recent trouble, not an archive, and a
+    pending delivery is never dropped. Returns how many events went."""
+    cutoff = as_utc(now) - KEEP_FOR
+    unsettled = select(WebhookDelivery.event_id).where(WebhookDelivery.status == DeliveryStatus.pending)
+    old = select(WebhookEvent.id).where(WebhookEvent.created_at < cutoff, WebhookEvent.id.not_in(unsettled))
+    ids = list(session.scalars(old))
+    if not ids:
+        return 0
+    for start in range(0, len(ids), 1000):  # the deliveries first: SQLite may not cascade
+        part = ids[start:start + 1000]
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(part)))
+        session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(part)))
+    return len(ids)
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 from blinker import Signal
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns.models import Campaign, CampaignState
@@ -439,3 +439,25 @@ def test_a_name_that_resolves_inside_is_not_sent_to(app, client, tenant, receive
     d = _delivery()
     assert d.endpoint_id == endpoint.id and d.status == DeliveryStatus.pending and d.last_error == "address not allowed"
     assert receiver.got == []
+
+
+def test_settled_events_are_swept_after_30_days_and_pending_ones_kept(client, tenant, receiver):
+    _subscribe(tenant, receiver)
+    _redeem(client, tenant, "k-old-ok")
+    assert jobs.deliver_due() == 1 and _delivery().status == DeliveryStatus.succeeded
+    receiver.statuses = [500] * 10
+    _redeem(client, tenant, "k-old-pending")
+    assert jobs.deliver_due() == 1 and _delivery().status == DeliveryStatus.pending
+    with transaction(db.session) as session:  # both are 31 days old; a third is new and settled
+        session.execute(update(WebhookEvent).values(created_at=utcnow() - timedelta(days=31)))
+    receiver.statuses = []
+    _redeem(client, tenant, "k-new")
+    assert jobs.deliver_due() == 1  # the new one (the pending one's retry is not due yet)
+
+    assert jobs.sweep_webhooks() == 1
+    db.session.expire_all()
+    kept = db.session.execute(select(WebhookEvent.id, WebhookDelivery.status)
+                              .join(WebhookDelivery, WebhookDelivery.event_id == WebhookEvent.id)
+                              .order_by(WebhookEvent.id)).all()
+    assert [status for _id, status in kept] == [DeliveryStatus.pending, DeliveryStatus.succeeded]
+    assert jobs.sweep_webhooks() == 0  # nothing more to forget
