@@ -335,14 +335,9 @@ def sweep(session: Session, now: datetime | None = None) -> int:
     cutoff = as_utc(now) - KEEP_FOR
     unsettled = select(WebhookDelivery.event_id).where(WebhookDelivery.status == DeliveryStatus.pending)
     old = select(WebhookEvent.id).where(WebhookEvent.created_at < cutoff, WebhookEvent.id.not_in(unsettled))
-    ids = list(session.scalars(old))
-    if not ids:
-        return 0
-    for start in range(0, len(ids), 1000):  # the deliveries first: SQLite may not cascade
-        part = ids[start:start + 1000]
-        session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(part)))
-        session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(part)))
-    return len(ids)
+    # the deliveries first (SQLite may not cascade); the events then have none pending
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(old)))
+    return session.execute(delete(WebhookEvent).where(WebhookEvent.id.in_(old))).rowcount or 0
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
